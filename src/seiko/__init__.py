@@ -1,0 +1,1 @@
+"""seiko: feedback-efficient online fine-tuning of diffusion models (SEIKO)."""

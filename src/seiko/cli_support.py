@@ -1,0 +1,36 @@
+"""Small pieces shared by the command-line entry points: where configs live, trainers, resolvers."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def _config_dir() -> Path:
+    packaged = Path(str(resources.files("seiko"))) / "configs"  # wheel install
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
+
+
+CONFIG_DIR = _config_dir()
+ASSET_DIR = Path(__file__).resolve().parent / "assets"
+
+if not OmegaConf.has_resolver("seiko_asset"):
+    OmegaConf.register_new_resolver("seiko_asset", lambda name: str(ASSET_DIR / name))
+
+
+def build_trainer(trainer_cfg: DictConfig, logger_dir: str | None = None, name: str = "", **overrides):
+    """A fresh Lightning Trainer from the ``trainer`` config group for one fit.
+
+    Every optimisation (pretraining, reward fit, fine-tuning) goes through here, so swapping
+    ``trainer=cpu|gpu|ddp|fsdp`` changes all of them without code changes.
+    """
+    import lightning as L  # noqa: F401  (cold import is slow; only runs that train pay it)
+    from hydra.utils import instantiate
+
+    logger = False
+    if logger_dir is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        logger = TensorBoardLogger(logger_dir, name=name, version="")
+    return instantiate(trainer_cfg, logger=logger, **overrides)

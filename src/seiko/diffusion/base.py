@@ -1,0 +1,49 @@
+"""The noise-family interface shared by all domains.
+
+A family turns a denoiser's output at a state into the step's transition distribution
+(``seiko.diffusion.steps``), and says how to corrupt clean data for pretraining. Sampling,
+KL to references, PPO log-likelihoods and relaxed rollouts are written once, in
+``seiko.diffusion.sampler``, against this interface.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+
+class NoiseFamily(ABC):
+    num_steps: int
+
+    @abstractmethod
+    def prior(self, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """The starting state x_T of the reverse chain (hard representation)."""
+
+    @abstractmethod
+    def selection(self, state: Tensor, step: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Model-independent randomness of a step (which positions unmask); None if none."""
+
+    @abstractmethod
+    def model_time(self, step: int, batch: int, device=None) -> Tensor:
+        """The time input the denoiser gets at sampler step ``step`` (0 = first step from noise)."""
+
+    @abstractmethod
+    def transition(self, output: Tensor, state: Tensor, step: int, selection: Tensor | None):
+        """The step's distribution: a CategoricalStep or GaussianStep."""
+
+    @abstractmethod
+    def advance(self, dist, state: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A hard sample of the next state."""
+
+    @abstractmethod
+    def advance_relaxed(self, dist, state: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
+        """A reparameterised sample of the next state (soft for categorical steps)."""
+
+    @abstractmethod
+    def relax(self, state: Tensor) -> Tensor:
+        """The hard prior state in the representation ``advance_relaxed`` works in."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Pretraining loss (a bound on -log p(x0) per dimension, up to constants)."""

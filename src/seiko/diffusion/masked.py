@@ -1,0 +1,74 @@
+"""Masked (absorbing-state) diffusion on token sequences.
+
+The reverse chain starts from an all-mask sequence and unmasks a fixed number of positions per
+step, chosen uniformly at random among the masked ones; with one position per step it is an
+exact any-order autoregressive sampler, so a denoiser equal to the true conditionals yields
+exactly the data distribution (this is what the feasibility test checks). design.md measured
+this family learning a Markov chain about ten times better than Gaussian noise on one-hots.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seiko.diffusion.base import NoiseFamily
+from seiko.diffusion.steps import CategoricalStep
+
+
+class MaskedDiffusion(NoiseFamily):
+    def __init__(self, vocab_size: int, length: int, num_steps: int | None = None):
+        num_steps = length if num_steps is None else num_steps
+        if not 1 <= num_steps <= length:
+            raise ValueError(f"num_steps must be in [1, length={length}], got {num_steps}")
+        self.vocab_size, self.length, self.num_steps = vocab_size, length, num_steps
+        self.mask_id = vocab_size
+        base, extra = divmod(length, num_steps)
+        self.unmask_counts = [base + (1 if i < extra else 0) for i in range(num_steps)]
+
+    def prior(self, batch, generator=None, device=None):
+        return torch.full((batch, self.length), self.mask_id, dtype=torch.long, device=device)
+
+    def is_masked(self, state: Tensor) -> Tensor:
+        return state[..., -1] > 0.5 if state.is_floating_point() else state == self.mask_id
+
+    def selection(self, state, step, generator=None):
+        masked = self.is_masked(state)
+        scores = torch.rand(masked.shape, generator=generator, device=masked.device)
+        scores = scores.masked_fill(~masked, -1.0)
+        index = scores.topk(self.unmask_counts[step], dim=-1).indices
+        return torch.zeros_like(masked).scatter_(-1, index, True)
+
+    def model_time(self, step, batch, device=None):
+        # The number of masks already tells the denoiser the time; it is passed for symmetry.
+        return torch.full((batch,), self.num_steps - step, dtype=torch.long, device=device)
+
+    def transition(self, output, state, step, selection):
+        return CategoricalStep(logits=output, update=selection)
+
+    def advance(self, dist, state, generator=None):
+        return dist.sample(state, generator)
+
+    def advance_relaxed(self, dist, state, tau, generator=None):
+        return dist.rsample(state, tau=tau, hard=True, generator=generator)
+
+    def relax(self, state):
+        return F.one_hot(state, self.vocab_size + 1).float()
+
+    def to_tokens(self, state: Tensor) -> Tensor:
+        return state[..., : self.vocab_size].argmax(-1) if state.is_floating_point() else state
+
+    def loss(self, model: nn.Module, x0: Tensor, generator=None) -> Tensor:
+        """Any-order autoregressive bound: mask k ~ U{1..L} positions, weight the CE by L/k.
+
+        Returned per position (nats), so a perfect model reaches the data's entropy rate.
+        """
+        batch, length = x0.shape
+        k = torch.randint(1, length + 1, (batch, 1), generator=generator, device=x0.device)
+        ranks = torch.rand(x0.shape, generator=generator, device=x0.device).argsort(-1).argsort(-1)
+        masked = ranks < k
+        noisy = x0.masked_fill(masked, self.mask_id)
+        logits = model(noisy, self.model_time(0, batch, x0.device))
+        ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+        per_seq = (ce * masked).sum(-1) * (length / k.squeeze(-1).float())
+        return per_seq.mean() / length

@@ -1,0 +1,5 @@
+"""Domains: a design space with its data, representation, feasibility and oracle."""
+from seiko.domains.base import Domain, Oracle
+from seiko.domains.protein import ChainPosteriorDenoiser, EhrlichOracle, ProteinDomain
+
+__all__ = ["Domain", "Oracle", "ProteinDomain", "EhrlichOracle", "ChainPosteriorDenoiser"]

@@ -1,0 +1,51 @@
+"""What a domain supplies to the feedback loop, and nothing more.
+
+Adding a domain means writing one of these; the loop, the fine-tuners and the reward models
+never look inside the design space.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+Oracle = Callable[[Sequence[str]], Sequence[float]]
+
+
+class Domain(ABC):
+    """A design space: data for pretraining, its representation, feasibility and oracle.
+
+    Designs travel through the ledger as text; the diffusion model works on tokens.
+    """
+
+    name: str
+    vocab_size: int
+    length: int
+
+    @abstractmethod
+    def pretraining_data(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """``num`` feasible designs as tokens [num, L], fresh on every call where the source allows."""
+
+    @abstractmethod
+    def encode(self, designs: Sequence[str]) -> Tensor: ...
+
+    @abstractmethod
+    def decode(self, tokens: Tensor) -> list[str]: ...
+
+    @abstractmethod
+    def is_feasible(self, tokens: Tensor) -> Tensor:
+        """Bool [B]: whether each design lies on the feasible set (valid sequence, molecule...)."""
+
+    @abstractmethod
+    def default_oracle(self) -> Oracle:
+        """The domain's own oracle; users replace it by any callable with the same contract."""
+
+    def features(self, onehot: Tensor) -> Tensor:
+        """Reward-model input from (soft) one-hots [B, L, V]; differentiable, flat by default."""
+        return onehot.flatten(1)
+
+    def metrics(self, tokens: Tensor) -> dict[str, float]:
+        """Domain-specific metrics of a batch of samples (besides reward and feasibility)."""
+        return {}
