@@ -94,3 +94,23 @@ def query_in_batches(oracle: Oracle, ledger: Ledger, queries: Sequence[Query], b
             done += len(batch)
             bar.update(len(batch))
     return done
+
+
+class AwaitingLabels(Exception):
+    """Raised when a round's queries went to an external oracle (a lab) and await import."""
+
+
+class LabOracle:
+    """An oracle that is a lab: the pending batch is exported to CSV and the run stops.
+
+    Import the labels with ``seiko import-labels RUN_DIR labels.csv`` and continue with
+    ``resume=true``; the loop picks up exactly where it stopped.
+    """
+
+    external = True
+
+    def __init__(self, export_name: str = "pending_round_{round}.csv"):
+        self.export_name = export_name
+
+    def __call__(self, designs):
+        raise RuntimeError("LabOracle is not called directly: its batches go through the ledger's CSV export")

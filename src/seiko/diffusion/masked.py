@@ -58,6 +58,21 @@ class MaskedDiffusion(NoiseFamily):
     def to_tokens(self, state: Tensor) -> Tensor:
         return state[..., : self.vocab_size].argmax(-1) if state.is_floating_point() else state
 
+    def trajectory_of(self, tokens: Tensor, generator=None) -> tuple[list[Tensor], list[Tensor]]:
+        """A reverse-chain path ending in ``tokens``: states and selections for a random order.
+
+        The order of unmasking is independent of the model, so a fresh random order is a
+        trajectory the sampler could have taken: PPO can score designs reloaded from the ledger.
+        """
+        state = self.prior(tokens.shape[0], device=tokens.device)
+        states, selections = [state], []
+        for step in range(self.num_steps):
+            sel = self.selection(state, step, generator)
+            state = torch.where(sel, tokens, state)
+            states.append(state)
+            selections.append(sel)
+        return states, selections
+
     def loss(self, model: nn.Module, x0: Tensor, generator=None) -> Tensor:
         """Any-order autoregressive bound: mask k ~ U{1..L} positions, weight the CE by L/k.
 

@@ -56,7 +56,7 @@ class CategoricalStep:
         (straight-through), as DRAKES does, so the reward model always sees valid one-hots.
         """
         u = torch.rand(self.logits.shape, generator=generator, device=self.logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-10)).clamp_min(1e-10))
+        gumbel = -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
         soft = F.softmax((self.log_probs + gumbel) / tau, dim=-1)
         if hard:
             index = soft.argmax(-1, keepdim=True)

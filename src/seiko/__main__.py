@@ -1,0 +1,3 @@
+from seiko.cli import main
+
+main()

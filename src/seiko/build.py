@@ -1,0 +1,123 @@
+"""Turn a composed config into a ready FeedbackLoop (the CLI and the Python API share this)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import partial
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seiko.checkpoint import load_policy
+from seiko.cli_support import build_trainer
+from seiko.config import ConfigError
+from seiko.ledger import Ledger
+from seiko.loop import FeedbackLoop
+from seiko.methods import DiffusionMethod, GeneticMethod, OnlinePPOMethod, SeikoMethod
+
+CHAIN_KEYS = ("num_states", "dim", "seed")  # what a pretrained sequence model depends on
+
+
+def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
+    """The pretrained policy: the committed checkpoint, or a short pretraining when it is null."""
+    denoiser_cfg = OmegaConf.to_container(cfg.domain.denoiser, resolve=True)
+    family_cfg = OmegaConf.to_container(cfg.domain.family, resolve=True)
+    if cfg.domain.pretrained:
+        if not Path(cfg.domain.pretrained).is_file():
+            raise ConfigError(f"domain.pretrained: no checkpoint at {cfg.domain.pretrained}; rebuild it with "
+                              f"`make pretrain` or set domain.pretrained=null to pretrain briefly in the run")
+        denoiser, family, spec = load_policy(cfg.domain.pretrained)
+        problem = spec.get("problem", {})
+        wrong = [k for k in CHAIN_KEYS if k in problem and problem[k] != cfg.domain.get(k)]
+        if wrong:
+            raise ConfigError(f"domain.pretrained was trained with {', '.join(f'{k}={problem[k]}' for k in wrong)}, "
+                              f"which this run's domain does not match")
+        return denoiser, family, {k: spec[k] for k in ("denoiser", "family", "problem") if k in spec}
+    from seiko.policy import DiffusionPolicy
+
+    policy = DiffusionPolicy(instantiate(denoiser_cfg), instantiate(family_cfg), domain=domain, seed=cfg.seed)
+    trainer = build_trainer(cfg.trainer, max_steps=cfg.domain.pretrain_steps, enable_progress_bar=False)
+    trainer.fit(policy)
+    return policy.denoiser.cpu(), policy.family, {"denoiser": denoiser_cfg, "family": family_cfg,
+                                                  "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
+
+
+def _fit(cfg: DictConfig, out_dir: Path, kind: str, module, round: int, **trainer_kwargs) -> dict:
+    logger_dir = str(out_dir / "tb") if cfg.logger.enabled else None
+    trainer = build_trainer(cfg.trainer, logger_dir=logger_dir, name=f"round_{round}/{kind}",
+                            enable_progress_bar=bool(cfg.progress), **trainer_kwargs)
+    trainer.fit(module)
+    return {f"{kind}/{k.split('/')[-1]}": float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path):
+    method = cfg.strategy.method
+    if method == "best_of_n":
+        return DiffusionMethod(denoiser, family, spec, single_round=True)
+    if method == "genetic":
+        return GeneticMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size,
+                             cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)
+    finetune_factory = instantiate(cfg.finetune.module)
+    clip = {"gradient_clip_val": cfg.finetune.grad_clip} if cfg.finetune.get("grad_clip") else {}
+    fit_policy = partial(_fit, cfg, out_dir, "finetune", max_epochs=1, **clip)
+    if method == "online_ppo":
+        return OnlinePPOMethod(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
+                               infeasible_value=cfg.reward.infeasible_value, minibatch=cfg.strategy.minibatch,
+                               seed=cfg.seed)
+    if method != "seiko":
+        raise ConfigError(f"strategy.method: unknown method {method!r}")
+    acquisition = instantiate(cfg.strategy.acquisition)
+    fit_reward = lambda model, round: _fit(cfg, out_dir, "reward", model, round,  # noqa: E731
+                                           max_epochs=cfg.reward.max_epochs)
+    return SeikoMethod(denoiser, family, spec, domain=domain, reward_factory=partial(instantiate, cfg.reward.model),
+                       acquisition=acquisition, finetune_factory=finetune_factory, fit_reward=fit_reward,
+                       fit_policy=fit_policy, infeasible_value=cfg.reward.infeasible_value,
+                       single_round=getattr(acquisition, "rounds", "schedule") == "single", seed=cfg.seed)
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """What must not change between a run and its resume (not progress bars or eval settings)."""
+    keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("domain", "strategy", "reward", "finetune", "budget")}
+    keep["seed"] = cfg.seed
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoop:
+    """``oracle``: any callable designs -> values; it replaces cfg.oracle and the domain's own."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledger_path = out_dir / "ledger.sqlite"
+    if ledger_path.exists() and not cfg.resume:
+        raise ConfigError(f"resume: {out_dir} already holds a ledger; pass resume=true to continue it, "
+                          f"or choose another run_name")
+    if cfg.resume and not ledger_path.exists():
+        raise ConfigError(f"resume: no ledger in {out_dir} to resume (check run_name)")
+    torch.manual_seed(cfg.seed)
+    torch.set_flush_denormal(True)
+    domain = instantiate(cfg.domain.problem)
+    if oracle is None:
+        oracle = instantiate(cfg.oracle) if cfg.oracle is not None else domain.default_oracle()
+    if not callable(oracle):
+        raise ConfigError(f"oracle: {oracle!r} is not callable")
+    ledger = Ledger(ledger_path)
+    fingerprint = config_fingerprint(cfg)
+    stored = ledger.get_meta("config")
+    if stored is not None and stored != fingerprint:
+        ledger.close()
+        raise ConfigError(f"resume: the config differs from the one {out_dir} was started with "
+                          f"(domain, strategy, reward, finetune, budget or seed changed)")
+    ledger.set_meta("config", fingerprint)
+    denoiser, family, spec = load_pretrained(cfg, domain, out_dir)
+    method = build_method(cfg, domain, denoiser, family, spec, out_dir)
+    writer = None
+    if cfg.logger.enabled:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"))
+    return FeedbackLoop(domain=domain, oracle=oracle, method=method, ledger=ledger,
+                        budget=list(cfg.budget.per_round), out_dir=out_dir,
+                        oracle_batch_size=cfg.budget.oracle_batch_size, eval_samples=cfg.eval.num_samples,
+                        eval_with_oracle=cfg.eval.with_oracle, seed=cfg.seed, writer=writer,
+                        progress=bool(cfg.progress))

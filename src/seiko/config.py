@@ -1,0 +1,42 @@
+"""Checks of a composed config that Hydra cannot make, each failing with one line naming the field."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, ListConfig
+
+
+class ConfigError(ValueError):
+    """A bad setting; the CLI prints its message as one line and exits with status 2."""
+
+
+def _number(cfg: DictConfig, path: str, minimum: float, strict: bool = False) -> None:
+    node = cfg
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    if node is None:
+        return
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise ConfigError(f"{path} must be a number, got {node!r}")
+    if node < minimum or (strict and node == minimum):
+        raise ConfigError(f"{path} must be {'>' if strict else '>='} {minimum}, got {node}")
+
+
+def validate(cfg: DictConfig) -> None:
+    budget = cfg.budget.per_round
+    if not isinstance(budget, (list, ListConfig)) or len(budget) == 0:
+        raise ConfigError(f"budget.per_round must be a non-empty list of positive ints, got {budget!r}")
+    for i, b in enumerate(budget):
+        if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+            raise ConfigError(f"budget.per_round[{i}] must be a positive int, got {b!r}")
+    _number(cfg, "budget.oracle_batch_size", 1)
+    _number(cfg, "finetune.kl_pretrained", 0)
+    _number(cfg, "finetune.kl_previous", 0)
+    _number(cfg, "finetune.lr", 0, strict=True)
+    _number(cfg, "finetune.batch_size", 1)
+    _number(cfg, "finetune.steps", 1)
+    _number(cfg, "strategy.bonus", 0)
+    _number(cfg, "reward.max_epochs", 1)
+    _number(cfg, "eval.num_samples", 0)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed must be an int, got {cfg.seed!r}")
+    if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic"}:
+        raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo or genetic, got {cfg.strategy.method!r}")

@@ -1,0 +1,57 @@
+"""What both fine-tuners share: frozen references, the two KL weights, optimiser, data.
+
+The objective of a round is  E_p[r_hat + bonus] - kl_pretrained * KL(p || p_pre)
+- kl_previous * KL(p || p_{i-1}): both KL terms of the paper, each with its own weight (the
+public code dropped the first after round one).
+"""
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+
+def frozen(module: nn.Module) -> nn.Module:
+    ref = copy.deepcopy(module).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+class Finetuner(L.LightningModule):
+    def __init__(self, denoiser: nn.Module, family, pretrained: nn.Module, previous: nn.Module | None,
+                 kl_pretrained: float = 0.01, kl_previous: float = 0.01, lr: float = 1e-4,
+                 weight_decay: float = 0.0, batch_size: int = 32, steps: int = 20, seed: int = 0):
+        super().__init__()
+        for name, value in dict(kl_pretrained=kl_pretrained, kl_previous=kl_previous).items():
+            if value < 0:
+                raise ValueError(f"finetune.{name} must be >= 0, got {value}")
+        self.denoiser, self.family = denoiser, family
+        self.refs = nn.ModuleDict({"pretrained": frozen(pretrained)})
+        if previous is not None and kl_previous > 0:
+            self.refs["previous"] = frozen(previous)
+        self.weights = {"pretrained": kl_pretrained, "previous": kl_previous}
+        self.lr, self.weight_decay = lr, weight_decay
+        self.batch_size, self.steps, self.seed = batch_size, steps, seed
+
+    def train_dataloader(self):
+        # One item per optimiser step; the item is the step's seed, so runs are reproducible.
+        return DataLoader(list(range(self.steps)), batch_size=None, shuffle=False)
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + int(index))
+
+    def kl_penalty(self, kl: dict[str, Tensor]) -> Tensor:
+        return sum(self.weights[name] * value.mean() for name, value in kl.items())
+
+    def log_kl(self, kl: dict[str, Tensor]) -> None:
+        dims = self.family.length if hasattr(self.family, "length") else 1
+        for name, value in kl.items():
+            self.log(f"finetune/kl_{name}", value.mean())
+            self.log(f"finetune/kl_{name}_per_dim", value.mean() / dims)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay)

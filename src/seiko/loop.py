@@ -1,0 +1,122 @@
+"""The feedback loop: rounds of sample -> query -> fit reward -> fine-tune, resumable.
+
+Every phase leaves its result on disk before the next starts: designs go into the ledger as
+pending queries before the oracle sees them, labels are recorded batch by batch, and the
+round's policy is saved before the round is marked finished. ``resume`` therefore re-enters
+any round where it stopped and never asks the oracle for a label already bought.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from seiko.ledger import Ledger
+from seiko.methods import Method
+from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats
+from seiko.oracles import AwaitingLabels, call_oracle, query_in_batches
+
+log = logging.getLogger(__name__)
+
+
+class FeedbackLoop:
+    def __init__(self, *, domain, oracle: Callable, method: Method, ledger: Ledger, budget: list[int],
+                 out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
+                 eval_with_oracle: bool = True, seed: int = 0, writer=None, progress: bool = True):
+        if not budget or any(int(b) <= 0 for b in budget):
+            raise ValueError(f"budget.per_round must be a non-empty list of positive ints, got {list(budget)}")
+        self.domain, self.oracle, self.method, self.ledger = domain, oracle, method, ledger
+        self.schedule = [int(sum(budget))] if method.single_round else [int(b) for b in budget]
+        self.out_dir = Path(out_dir)
+        self.checkpoints = self.out_dir / "checkpoints"
+        self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
+        self.seed, self.writer, self.progress = seed, writer, progress
+        self.history: list[dict] = []
+
+    def generator(self, round: int, purpose: int) -> torch.Generator:
+        # One stream per (round, purpose): a resumed run draws exactly what the first run drew.
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + round * 101 + purpose)
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self) -> int:
+        done = self.ledger.completed_rounds()
+        if done:
+            self.method.restore(self.checkpoints / f"round_{done[-1]}.safetensors")
+            designs, values, _ = self.ledger.labelled_arrays()
+            self.method.reload(self.domain.encode(designs), values)
+            self.history = json.loads(self.ledger.get_meta("history") or "[]")
+        return done[-1] + 1 if done else 0
+
+    # ------------------------------------------------------------------ one round
+    def run_round(self, round: int) -> dict:
+        start = time.time()
+        num = self.schedule[round]
+        # sample: designs become pending queries before anyone pays for them
+        if self.ledger.round_stage(round) is None:
+            designs = self.domain.decode(self.method.propose(round, num, self.generator(round, 0)))
+            self.ledger.add_queries(round, designs, self.method.name)
+            self.ledger.set_round_stage(round, "sampled")
+        # query: only what is still pending; each batch is recorded as soon as it returns
+        pending = self.ledger.pending(round)
+        if pending and getattr(self.oracle, "external", False):
+            path = self.out_dir / self.oracle.export_name.format(round=round)
+            self.ledger.export_pending_csv(path, round)
+            raise AwaitingLabels(f"round {round}: {len(pending)} queries exported to {path}; import their labels "
+                                 f"with `seiko import-labels {self.out_dir} LABELS.csv`, then rerun with resume=true")
+        query_in_batches(self.oracle, self.ledger, pending, self.oracle_batch_size, progress=self.progress)
+        self.ledger.set_round_stage(round, "labelled")
+        # fit the reward model on all labels so far, then fine-tune (both inside method.update)
+        designs, values, _ = self.ledger.labelled_arrays()
+        rounds = np.array([q.round for q in self.ledger.queries(labelled=True)])
+        tokens = self.domain.encode(designs)
+        update_metrics = self.method.update(round, tokens, values, rounds == round)
+        self.method.save(round, self.checkpoints)
+        metrics = self.evaluate(round, designs, values, rounds)
+        metrics.update(update_metrics)
+        metrics["seconds"] = time.time() - start
+        self.history.append(metrics)
+        self.ledger.set_meta("history", json.dumps(self.history))
+        self.ledger.set_round_stage(round, "finetuned")
+        self._log(round, metrics)
+        return metrics
+
+    def evaluate(self, round: int, designs: list[str], values: np.ndarray, rounds: np.ndarray) -> dict:
+        """Metrics of fresh samples from the round's model and of the labels bought so far."""
+        finite = np.isfinite(values)
+        this = rounds == round
+        metrics = {"round": round, "queries": int(len(values)),
+                   "best_so_far": float(values[finite].max()) if finite.any() else float("nan"),
+                   "round_feasibility": float(finite[this].mean()) if this.any() else float("nan")}
+        if self.eval_samples > 0:
+            tokens = self.method.sample(self.eval_samples, self.generator(round, 1))
+            fresh = self.domain.decode(tokens)
+            metrics["feasibility"] = float(self.domain.is_feasible(tokens).float().mean())
+            metrics["diversity"] = mean_pairwise_hamming(tokens)
+            metrics["novelty"] = novelty(fresh, designs)
+            if self.eval_with_oracle and not getattr(self.oracle, "external", False):  # evaluation labels are not bought: never in the ledger
+                stats = reward_stats(call_oracle(self.oracle, fresh).values)
+                metrics.update({f"eval_{k}": v for k, v in stats.items()})
+            metrics["top_designs"] = [fresh[i] for i in range(min(4, len(fresh)))]
+        return metrics
+
+    def _log(self, round: int, metrics: dict) -> None:
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        log.info("round %d: %s", round, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(f"round/{key}", value, global_step=metrics["queries"])
+            if metrics.get("top_designs"):
+                self.writer.add_text("round/samples", "\n\n".join(metrics["top_designs"]), round)
+            self.writer.flush()
+
+    # ------------------------------------------------------------------ all rounds
+    def run(self) -> list[dict]:
+        first = self._restore()
+        for round in range(first, len(self.schedule)):
+            self.run_round(round)
+        return self.history

@@ -1,0 +1,186 @@
+"""What proposes each round's designs and what it learns from their labels.
+
+``SeikoMethod`` is the paper's algorithm (its strategies differ only in the acquisition);
+the baselines share the same interface, so the loop, the ledger and the budget are the same
+for every comparison.
+"""
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seiko.checkpoint import save_policy
+from seiko.diffusion import Trajectory, sample, trajectory_log_probs
+
+
+class Method(ABC):
+    name: str = "method"
+    single_round: bool = False  # spend the whole budget in one round (non_adaptive, best-of-N)
+
+    @abstractmethod
+    def propose(self, round: int, num: int, generator: torch.Generator) -> Tensor:
+        """Designs (tokens) to buy labels for in this round."""
+
+    def update(self, round: int, designs: Tensor, values: np.ndarray, round_mask: np.ndarray) -> dict:
+        """Learn from every label bought so far (``round_mask`` marks this round's)."""
+        return {}
+
+    def reload(self, designs: Tensor, values: np.ndarray) -> None:
+        """Rebuild state that lives in the ledger, not in a checkpoint (on resume)."""
+
+    def sample(self, num: int, generator: torch.Generator) -> Tensor:
+        """Fresh designs from the current model, for evaluation."""
+        return self.propose(-1, num, generator)
+
+    def save(self, round: int, directory: Path) -> Path | None:
+        return None
+
+    def restore(self, path: Path) -> None:
+        pass
+
+
+class DiffusionMethod(Method):
+    """Samples from a diffusion policy; the base of SEIKO, best-of-N and online PPO."""
+
+    name = "best_of_n"
+
+    def __init__(self, denoiser: nn.Module, family, spec: dict, single_round: bool = True):
+        self.denoiser, self.family, self.spec = denoiser, family, spec
+        self.pretrained = copy.deepcopy(denoiser).eval()
+        self.single_round = single_round
+
+    def propose(self, round, num, generator):
+        self.denoiser.eval()
+        return sample(self.denoiser, self.family, num, generator)
+
+    def save(self, round, directory):
+        return save_policy(Path(directory) / f"round_{round}.safetensors", self.denoiser, self.spec)
+
+    def restore(self, path):
+        from safetensors.torch import load_file
+
+        self.denoiser.load_state_dict(load_file(str(path)))
+
+
+def impute(values: np.ndarray, infeasible_value: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels for fitting: infeasible ones set to ``infeasible_value`` (or dropped if None)."""
+    finite = np.isfinite(values)
+    if infeasible_value is None:
+        return values[finite], finite
+    return np.where(finite, values, infeasible_value), np.ones_like(finite)
+
+
+class SeikoMethod(DiffusionMethod):
+    """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward."""
+
+    def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
+                 finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
+                 infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0):
+        super().__init__(denoiser, family, spec, single_round)
+        self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
+        self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
+        self.finetune_factory, self.fit_reward, self.fit_policy = finetune_factory, fit_reward, fit_policy
+        self.infeasible_value, self.seed = infeasible_value, seed
+        self.previous = copy.deepcopy(denoiser).eval()
+
+    def features(self, tokens: Tensor) -> Tensor:
+        return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
+
+    def update(self, round, designs, values, round_mask):
+        y, keep = impute(values, self.infeasible_value)
+        if len(y) < 2:
+            raise RuntimeError(f"round {round}: fewer than 2 usable labels to fit the reward model")
+        model = self.reward_factory()
+        model.set_data(self.features(designs[torch.from_numpy(keep)]), torch.as_tensor(y, dtype=torch.float32))
+        self.fit_reward(model, round)
+        generator = torch.Generator().manual_seed(self.seed * 7919 + round)
+        objective = self.acquisition.objective(model, generator)
+        scale = float(np.std(y)) or 1.0  # reward in units of the labels' spread: KL weights transfer across oracles
+
+        def scaled(x: Tensor) -> Tensor:
+            return objective(x) / scale
+
+        finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
+                                          objective=scaled, features=self.domain.features, seed=self.seed + round)
+        metrics = self.fit_policy(finetuner, round)
+        self.previous = copy.deepcopy(self.denoiser).eval()
+        return metrics
+
+
+class OnlinePPOMethod(DiffusionMethod):
+    """Baseline: the true labels of each round's samples go straight into PPO; no reward model."""
+
+    name = "online_ppo"
+
+    def __init__(self, denoiser, family, spec, *, finetune_factory: Callable, fit_policy: Callable,
+                 infeasible_value: float = 0.0, minibatch: int = 32, seed: int = 0):
+        super().__init__(denoiser, family, spec, single_round=False)
+        self.finetune_factory, self.fit_policy = finetune_factory, fit_policy
+        self.infeasible_value, self.minibatch, self.seed = infeasible_value, minibatch, seed
+        self.previous = copy.deepcopy(denoiser).eval()
+
+    def update(self, round, designs, values, round_mask):
+        tokens = designs[torch.from_numpy(round_mask)]
+        rewards = torch.as_tensor(impute(values[round_mask], self.infeasible_value)[0], dtype=torch.float32)
+        generator = torch.Generator().manual_seed(self.seed * 7919 + round)
+        rollouts, labels = [], []
+        for chunk, r in zip(tokens.split(self.minibatch), rewards.split(self.minibatch)):
+            states, selections = self.family.trajectory_of(chunk, generator)
+            traj = Trajectory(states, selections, torch.zeros(self.family.num_steps, len(chunk)))
+            with torch.no_grad():
+                traj.log_probs = trajectory_log_probs(self.previous, self.family, traj)[0]
+            rollouts.append(traj)
+            labels.append(r)
+        finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
+                                          rollouts=rollouts, rewards=labels, seed=self.seed + round)
+        metrics = self.fit_policy(finetuner, round)
+        self.previous = copy.deepcopy(self.denoiser).eval()
+        return metrics
+
+
+class GeneticMethod(Method):
+    """Baseline: a genetic algorithm on the same budget, seeded with pretrained-model samples.
+
+    Parents are the best feasible labels in the ledger; children come from uniform crossover
+    of two parents and per-position mutation.
+    """
+
+    name = "genetic"
+
+    def __init__(self, initial: DiffusionMethod, vocab_size: int, num_parents: int = 32,
+                 mutation_rate: float = 0.05, crossover: float = 0.5):
+        self.initial, self.vocab_size = initial, vocab_size
+        self.num_parents, self.mutation_rate, self.crossover = num_parents, mutation_rate, crossover
+        self.parents: Tensor | None = None
+
+    def update(self, round, designs, values, round_mask):
+        finite = np.isfinite(values)
+        order = np.argsort(-np.where(finite, values, -np.inf), kind="stable")[: self.num_parents]
+        order = order[finite[order]]
+        self.parents = designs[torch.from_numpy(order)] if len(order) else None
+        return {"ga/best_parent": float(values[order[0]]) if len(order) else float("nan")}
+
+    def reload(self, designs, values):
+        self.update(-1, designs, values, np.zeros(len(values), dtype=bool))
+
+    def propose(self, round, num, generator):
+        if self.parents is None or round == 0:
+            return self.initial.propose(round, num, generator)
+        n = len(self.parents)
+        a = self.parents[torch.randint(n, (num,), generator=generator)]
+        b = self.parents[torch.randint(n, (num,), generator=generator)]
+        take_b = torch.rand(a.shape, generator=generator) < self.crossover
+        child = torch.where(take_b, b, a)
+        mutate = torch.rand(child.shape, generator=generator) < self.mutation_rate
+        random_tokens = torch.randint(self.vocab_size, child.shape, generator=generator)
+        return torch.where(mutate, random_tokens, child)
+
+    def sample(self, num, generator):
+        return self.propose(1, num, generator)

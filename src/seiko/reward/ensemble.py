@@ -1,0 +1,101 @@
+"""Bootstrapped MLP ensemble: M heads, each fitted on its own bootstrap resample.
+
+The spread across heads is the epistemic uncertainty used by UCB and by the
+``Bootstrap`` strategy (mean + c * std over heads, or max over heads, as in SEIKO's
+bootstrap variant); one random head is a cheap Thompson draw.
+
+The heads are trained jointly in one LightningModule (sum of per-head MSE).  The
+resample of head m is stored as multiplicities ``counts[m, i]`` = how often label i was
+drawn (indices drawn once per ``set_data`` from a seeded generator); the per-head loss
+on a mini-batch is the count-weighted MSE.  On the full batch this is exactly the MSE on
+the resample, and it stays correct whatever sampler or sharding Lightning applies.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from seiko.reward.base import Posterior, RewardModel, seeded
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def mlp(d_in: int, hidden: int, d_out: int, activation: str, dropout: float, depth: int = 2) -> nn.Sequential:
+    """D -> hidden (-> hidden)* -> d_out; SiLU by default so gradients wrt soft inputs are smooth."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(d_in if i == 0 else hidden, hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+    return nn.Sequential(*layers, nn.Linear(hidden, d_out))
+
+
+class EnsembleRewardModel(RewardModel):
+    def __init__(self, num_heads: int = 4, hidden: int = 256, activation: str = "silu", dropout: float = 0.0,
+                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int | None = 256,
+                 bootstrap: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        if num_heads < 2:
+            raise ValueError(f"an ensemble needs num_heads >= 2 for a spread; got {num_heads}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+        self.save_hyperparameters()
+        self.nets = nn.ModuleList()
+        self.register_buffer("counts", torch.empty(0, 0), persistent=False)  # [N, M] multiplicities
+
+    def _build(self, x: Tensor, y: Tensor) -> None:
+        hp, n = self.hparams, x.shape[0]
+        if hp.bootstrap:
+            gen = torch.Generator().manual_seed(hp.seed)
+            idx = torch.randint(n, (hp.num_heads, n), generator=gen)
+            counts = torch.stack([torch.bincount(i, minlength=n) for i in idx], dim=1)
+        else:  # plain deep ensemble: only the initialisations differ
+            counts = torch.ones(n, hp.num_heads)
+        self.counts = counts.to(x.device, torch.float32)
+        with seeded(hp.seed):
+            self.nets = nn.ModuleList(mlp(x.shape[1], hp.hidden, 1, hp.activation, hp.dropout)
+                                      for _ in range(hp.num_heads)).to(x.device)
+
+    def _train_tensors(self) -> tuple[Tensor, ...]:
+        return self.x_train, self.y_train, self.counts
+
+    def configure_optimizers(self):
+        if len(self.nets) == 0:
+            raise RuntimeError("EnsembleRewardModel: call set_data before fitting")
+        return torch.optim.Adam(self.nets.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def _heads_std(self, x: Tensor) -> Tensor:
+        """[M, B] predictions in standardised units."""
+        return torch.stack([net(x).squeeze(-1) for net in self.nets])
+
+    def training_step(self, batch, batch_idx):
+        x, y, counts = batch
+        sq = (self._heads_std(x) - y).pow(2)  # [M, b]
+        w = counts.T  # [M, b]
+        loss = ((w * sq).sum(1) / w.sum(1).clamp_min(1.0)).sum()
+        self.log("reward/ensemble_mse", loss / self.hparams.num_heads, batch_size=x.shape[0])
+        return loss
+
+    def heads(self, x: Tensor) -> Tensor:
+        """Each head's prediction [M, B], original units, differentiable wrt x."""
+        self._check_fitted(x)
+        self.eval()  # no dropout at prediction time
+        return self._unstandardise(self._heads_std(x.float()))
+
+    def predict(self, x: Tensor) -> Posterior:
+        h = self.heads(x)
+        return Posterior(h.mean(0), h.std(0))
+
+    def sample_function(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+        """Thompson draw: one head chosen uniformly at random (a bootstrap posterior sample)."""
+        self._check_fitted()
+        m = int(torch.randint(self.hparams.num_heads, (1,), generator=generator, device=generator.device))
+        net = self.nets[m]
+
+        def f(x: Tensor) -> Tensor:
+            self._check_fitted(x)
+            self.eval()
+            return self._unstandardise(net(x.float()).squeeze(-1))
+
+        return f
