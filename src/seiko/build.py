@@ -77,6 +77,14 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                        single_round=getattr(acquisition, "rounds", "schedule") == "single", seed=cfg.seed)
 
 
+def build_oracle(oracle_cfg: DictConfig):
+    """A class target is instantiated (its instance is the oracle); a function target is the oracle."""
+    import inspect
+
+    built = instantiate(oracle_cfg, _partial_=True)
+    return built() if inspect.isclass(built.func) else built
+
+
 def config_fingerprint(cfg: DictConfig) -> str:
     """What must not change between a run and its resume (not progress bars or eval settings)."""
     keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("domain", "strategy", "reward", "finetune", "budget")}
@@ -98,7 +106,7 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     torch.set_flush_denormal(True)
     domain = instantiate(cfg.domain.problem)
     if oracle is None:
-        oracle = instantiate(cfg.oracle) if cfg.oracle is not None else domain.default_oracle()
+        oracle = build_oracle(cfg.oracle) if cfg.oracle.get("_target_") else domain.default_oracle()
     if not callable(oracle):
         raise ConfigError(f"oracle: {oracle!r} is not callable")
     ledger = Ledger(ledger_path)

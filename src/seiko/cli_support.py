@@ -19,6 +19,17 @@ if not OmegaConf.has_resolver("seiko_asset"):
     OmegaConf.register_new_resolver("seiko_asset", lambda name: str(ASSET_DIR / name))
 
 
+def use_spawn_safe_sharing() -> None:
+    """Share tensors with spawned DDP workers through files, not file descriptors.
+
+    Passing descriptors failed here ("unable to resize file ... Invalid argument") when the
+    workers unpickled the fine-tuner; the file-system strategy works everywhere.
+    """
+    import torch.multiprocessing
+
+    torch.multiprocessing.set_sharing_strategy("file_system")
+
+
 def build_trainer(trainer_cfg: DictConfig, logger_dir: str | None = None, name: str = "", **overrides):
     """A fresh Lightning Trainer from the ``trainer`` config group for one fit.
 
@@ -33,4 +44,6 @@ def build_trainer(trainer_cfg: DictConfig, logger_dir: str | None = None, name: 
         from lightning.pytorch.loggers import TensorBoardLogger
 
         logger = TensorBoardLogger(logger_dir, name=name, version="")
+    if OmegaConf.select(trainer_cfg, "strategy.start_method") == "spawn":
+        use_spawn_safe_sharing()
     return instantiate(trainer_cfg, logger=logger, **overrides)

@@ -40,3 +40,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must be an int, got {cfg.seed!r}")
     if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic"}:
         raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo or genetic, got {cfg.strategy.method!r}")
+    if cfg.strategy.method == "online_ppo" and cfg.finetune.name != "policy_gradient":
+        raise ConfigError(f"finetune: online_ppo feeds labels to PPO and needs finetune=policy_gradient, "
+                          f"got {cfg.finetune.name}")

@@ -69,6 +69,30 @@ class DiffusionMethod(Method):
         self.denoiser.load_state_dict(load_file(str(path)))
 
 
+class RoundObjective(nn.Module):
+    """The round's optimistic reward, r_hat + bonus, in units of the labels' spread.
+
+    A module rather than a closure so that it pickles (DDP with spawned workers) and moves with
+    the fine-tuner to its device; a Thompson draw is made lazily from a fixed seed, so every
+    worker maximises the same posterior sample. Dividing by the labels' std lets one set of KL
+    weights work for oracles of any scale.
+    """
+
+    def __init__(self, model: nn.Module, acquisition, seed: int, scale: float):
+        super().__init__()
+        self.model = model.requires_grad_(False)
+        self.acquisition, self.seed, self.scale = acquisition, seed, scale
+        self._fn = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._fn is None:
+            self._fn = self.acquisition.objective(self.model, torch.Generator().manual_seed(self.seed))
+        return self._fn(x) / self.scale
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_fn": None}
+
+
 def impute(values: np.ndarray, infeasible_value: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Labels for fitting: infeasible ones set to ``infeasible_value`` (or dropped if None)."""
     finite = np.isfinite(values)
@@ -100,15 +124,9 @@ class SeikoMethod(DiffusionMethod):
         model = self.reward_factory()
         model.set_data(self.features(designs[torch.from_numpy(keep)]), torch.as_tensor(y, dtype=torch.float32))
         self.fit_reward(model, round)
-        generator = torch.Generator().manual_seed(self.seed * 7919 + round)
-        objective = self.acquisition.objective(model, generator)
-        scale = float(np.std(y)) or 1.0  # reward in units of the labels' spread: KL weights transfer across oracles
-
-        def scaled(x: Tensor) -> Tensor:
-            return objective(x) / scale
-
+        objective = RoundObjective(model, self.acquisition, self.seed * 7919 + round, float(np.std(y)) or 1.0)
         finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
-                                          objective=scaled, features=self.domain.features, seed=self.seed + round)
+                                          objective=objective, features=self.domain.features, seed=self.seed + round)
         metrics = self.fit_policy(finetuner, round)
         self.previous = copy.deepcopy(self.denoiser).eval()
         return metrics

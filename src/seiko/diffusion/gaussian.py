@@ -15,7 +15,7 @@ from seiko.diffusion.steps import GaussianStep
 
 class GaussianDiffusion(NoiseFamily):
     def __init__(self, shape: tuple[int, ...] | list[int], num_steps: int = 50,
-                 beta_start: float = 1e-4, beta_end: float = 0.05):
+                 beta_start: float = 1e-4, beta_end: float = 0.2):
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         self.shape, self.num_steps = tuple(shape), num_steps

@@ -92,7 +92,7 @@ def relaxed_rollout(model: nn.Module, family: NoiseFamily, num: int, refs: Mappi
     state = family.relax(family.prior(num, generator, device))
     kl = {name: torch.zeros(num, device=state.device) for name in refs}
     for step in range(family.num_steps):
-        if step < first_grad:
+        if step <= first_grad:  # the state entering step first_grad carries no gradient either
             state = state.detach()
         sel = family.selection(state, step, generator)
         time = family.model_time(step, num, state.device)

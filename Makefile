@@ -1,0 +1,45 @@
+# seiko: `make run` sets up a fresh machine and runs the default job; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Every install step is pinned by constraints.txt (torch 2.13.0: the CPU build, not a CUDA one).
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+RUN_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install run test test-slow bench sweep pretrain tensorboard clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	# pytorch-holo (Ehrlich functions) declares numpy<2 and wandb; it needs neither.
+	$(PIP) --no-deps pytorch-holo==0.0.5
+	touch $@
+
+run: install
+	$(VENV)/bin/seiko run_name=$(RUN_NAME)
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) experiments/compute.py
+	$(PY) experiments/feedback_efficiency.py
+
+sweep: install
+	$(VENV)/bin/seiko -m strategy=greedy,ucb,ts strategy.bonus=0.1,1.0 finetune.kl_pretrained=0.01,0.1
+
+# Rebuilds the committed checkpoint src/seiko/assets/protein_s32_l32_seed0.safetensors (~45 min, 2 cores).
+pretrain: install
+	$(PY) -m seiko.pretrain max_steps=20000 eval_every=1000 trainer.enable_progress_bar=false
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs multirun experiments/runs

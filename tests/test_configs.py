@@ -1,0 +1,81 @@
+"""Every config composes and instantiates; bad values fail with one line naming the field."""
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from seiko.api import compose
+from seiko.cli_support import CONFIG_DIR
+from seiko.config import ConfigError
+
+GROUPS = {g: sorted(p.stem for p in (CONFIG_DIR / g).glob("*.yaml")) for g in
+          ("domain", "strategy", "reward", "finetune", "trainer", "logger")}
+
+
+@pytest.mark.parametrize("strategy", GROUPS["strategy"])
+def test_every_strategy_composes_and_instantiates(strategy, tiny):
+    cfg = compose(tiny + [f"strategy={strategy}"])
+    assert cfg.strategy.name == strategy
+    if cfg.strategy.method == "seiko":
+        acquisition = instantiate(cfg.strategy.acquisition)
+        assert acquisition.bonus >= 0
+    if strategy == "bootstrap":
+        assert cfg.reward.name == "ensemble"
+    if strategy == "online_ppo":
+        assert cfg.finetune.name == "policy_gradient"
+
+
+@pytest.mark.parametrize("reward", GROUPS["reward"])
+def test_every_reward_model_instantiates(reward, tiny):
+    model = instantiate(compose(tiny + [f"reward={reward}"]).reward.model)
+    assert hasattr(model, "predict") and hasattr(model, "sample_function")
+
+
+@pytest.mark.parametrize("finetune", GROUPS["finetune"])
+def test_every_finetuner_config_is_a_partial(finetune, tiny):
+    factory = instantiate(compose(tiny + [f"finetune={finetune}"]).finetune.module)
+    assert callable(factory) and factory.keywords["kl_pretrained"] >= 0
+
+
+@pytest.mark.parametrize("trainer", GROUPS["trainer"])
+def test_every_trainer_config_composes(trainer, tiny):
+    cfg = compose(tiny + [f"trainer={trainer}"])
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    if trainer == "cpu":
+        assert instantiate(cfg.trainer, logger=False).num_devices == 1
+    if trainer == "ddp":
+        strategy = instantiate(cfg.trainer.strategy)
+        assert strategy._start_method == "spawn"
+
+
+def test_domain_instantiates_with_its_networks(tiny):
+    cfg = compose(tiny)
+    domain = instantiate(cfg.domain.problem)
+    denoiser, family = instantiate(cfg.domain.denoiser), instantiate(cfg.domain.family)
+    assert (domain.vocab_size, domain.length) == (8, 12)
+    assert family.num_steps == 12 and denoiser.vocab_size == 8
+
+
+def test_default_config_points_at_the_committed_checkpoint():
+    cfg = compose([])
+    assert cfg.domain.pretrained.endswith("protein_s32_l32_seed0.safetensors")
+    from pathlib import Path
+
+    assert Path(cfg.domain.pretrained).is_file()
+
+
+@pytest.mark.parametrize("override, field", [
+    ("budget.per_round=[16,0]", "budget.per_round[1]"),
+    ("budget.per_round=[]", "budget.per_round"),
+    ("budget.per_round=[abc]", "budget.per_round[0]"),
+    ("finetune.kl_pretrained=-0.1", "finetune.kl_pretrained"),
+    ("finetune.kl_previous=-1", "finetune.kl_previous"),
+    ("strategy.bonus=-2", "strategy.bonus"),
+    ("finetune.lr=0", "finetune.lr"),
+    ("seed=1.5", "seed"),
+])
+def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
+    with pytest.raises(ConfigError) as err:
+        compose(tiny + [override])
+    message = str(err.value)
+    assert message.startswith(field) and "\n" not in message
