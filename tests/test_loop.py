@@ -71,3 +71,12 @@ def test_an_oracle_of_only_nans_stops_with_a_clear_error_and_keeps_the_ledger(ti
         run(cfg, tmp_path, oracle=nan_oracle)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         assert ledger.num_labelled() == 16  # round 0's labels were kept
+
+
+def test_a_users_oracle_is_never_spent_on_evaluation(tiny, tmp_path):
+    from helpers import CountingOracle
+
+    log = tmp_path / "oracle.log"
+    summary = run(compose(tiny + ["strategy=greedy"]), tmp_path / "run", oracle=CountingOracle(str(log)))
+    assert len(log.read_text().splitlines()) == summary["queries"] == 32  # eval.with_oracle=auto
+    assert "eval_reward_mean" not in summary["final"] and "feasibility" in summary["final"]

@@ -42,6 +42,9 @@ def run(cfg: DictConfig, out_dir: str | Path, oracle=None, overrides: Sequence[s
     except AwaitingLabels:
         status = "awaiting_labels"
         raise
+    except BaseException:
+        status = "failed"  # the ledger keeps every label bought; resume=true carries on
+        raise
     finally:
         extra = {"status": status, "domain": cfg.domain.name, "strategy": cfg.strategy.name,
                  "seed": cfg.seed, "overrides": list(overrides)}

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seiko.checkpoint import load_policy
-from seiko.cli_support import build_trainer
+from seiko.cli_support import build_trainer, quiet_lightning
 from seiko.config import ConfigError
 from seiko.ledger import Ledger
 from seiko.loop import FeedbackLoop
@@ -104,7 +104,9 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
         raise ConfigError(f"resume: no ledger in {out_dir} to resume (check run_name)")
     torch.manual_seed(cfg.seed)
     torch.set_flush_denormal(True)
+    quiet_lightning()
     domain = instantiate(cfg.domain.problem)
+    own_oracle = oracle is None and not cfg.oracle.get("_target_")
     if oracle is None:
         oracle = build_oracle(cfg.oracle) if cfg.oracle.get("_target_") else domain.default_oracle()
     if not callable(oracle):
@@ -119,6 +121,7 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     ledger.set_meta("config", fingerprint)
     denoiser, family, spec = load_pretrained(cfg, domain, out_dir)
     method = build_method(cfg, domain, denoiser, family, spec, out_dir)
+    with_oracle = own_oracle if cfg.eval.with_oracle == "auto" else bool(cfg.eval.with_oracle)
     writer = None
     if cfg.logger.enabled:
         from torch.utils.tensorboard import SummaryWriter
@@ -127,5 +130,5 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     return FeedbackLoop(domain=domain, oracle=oracle, method=method, ledger=ledger,
                         budget=list(cfg.budget.per_round), out_dir=out_dir,
                         oracle_batch_size=cfg.budget.oracle_batch_size, eval_samples=cfg.eval.num_samples,
-                        eval_with_oracle=cfg.eval.with_oracle, seed=cfg.seed, writer=writer,
+                        eval_with_oracle=with_oracle, seed=cfg.seed, writer=writer,
                         progress=bool(cfg.progress))

@@ -19,6 +19,18 @@ if not OmegaConf.has_resolver("seiko_asset"):
     OmegaConf.register_new_resolver("seiko_asset", lambda name: str(ASSET_DIR / name))
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's per-fit banners (devices, tips) out of a run's output; warnings stay."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
 def use_spawn_safe_sharing() -> None:
     """Share tensors with spawned DDP workers through files, not file descriptors.
 

@@ -36,6 +36,8 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "strategy.bonus", 0)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)
+    if cfg.eval.with_oracle not in (True, False, "auto"):
+        raise ConfigError(f"eval.with_oracle must be true, false or auto, got {cfg.eval.with_oracle!r}")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an int, got {cfg.seed!r}")
     if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic"}:

@@ -67,6 +67,8 @@ class DiffusionMethod(Method):
         from safetensors.torch import load_file
 
         self.denoiser.load_state_dict(load_file(str(path)))
+        if hasattr(self, "previous"):  # the next round's KL reference is the restored round's policy
+            self.previous = copy.deepcopy(self.denoiser).eval()
 
 
 class RoundObjective(nn.Module):
