@@ -33,6 +33,12 @@ def test_every_strategy_runs_end_to_end(strategy, tiny, tmp_path):
         assert len(rounds) == summary["rounds"] and load_file(str(rounds[-1]))
 
 
+def test_seiko_with_the_ppo_finetuner(tiny, tmp_path):
+    summary = run(compose(tiny + ["strategy=ucb", "finetune=policy_gradient"]), tmp_path)
+    assert summary["status"] == "finished" and summary["rounds"] == 2
+    assert "finetune/reward" in summary["final"] and summary["final"]["finetune/kl_pretrained"] >= 0
+
+
 def _round_designs(path, round):
     with Ledger(path / "ledger.sqlite") as ledger:
         return [q.design for q in ledger.queries(round)]

@@ -18,14 +18,22 @@ from seiko.finetune.base import Finetuner
 class PPOFinetuner(Finetuner):
     """Each training step: one batch of trajectories, then ``ppo_epochs`` clipped updates on it.
 
-    ``reward`` maps final designs (hard tokens or vectors) to rewards [B]. Alternatively
-    ``rollouts`` fixes the trajectories and ``rewards`` their labels (online PPO).
+    ``reward`` maps final designs (hard tokens or vectors) to rewards [B]; or, as for the
+    backprop fine-tuner, ``objective`` on ``features`` of one-hot designs (SEIKO's optimistic
+    reward). Alternatively ``rollouts`` fixes the trajectories and ``rewards`` their labels
+    (online PPO).
     """
 
     def __init__(self, *args, reward: Callable[[Tensor], Tensor] | None = None,
+                 objective: Callable[[Tensor], Tensor] | None = None, features: Callable[[Tensor], Tensor] | None = None,
                  rollouts: list[Trajectory] | None = None, rewards: list[Tensor] | None = None,
                  ppo_epochs: int = 4, clip: float = 0.2, max_grad_norm: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if objective is not None:
+            if reward is not None or features is None:
+                raise ValueError("PPOFinetuner takes either reward, or objective with features")
+            self.objective, self.features = objective, features
+            reward = self._objective_reward
         if (reward is None) == (rollouts is None):
             raise ValueError("PPOFinetuner needs either a reward function or fixed rollouts with rewards")
         self.reward, self.rollouts, self.rewards = reward, rollouts, rewards
@@ -33,6 +41,10 @@ class PPOFinetuner(Finetuner):
             self.steps = len(rollouts)
         self.ppo_epochs, self.clip, self.max_grad_norm = ppo_epochs, clip, max_grad_norm
         self.automatic_optimization = False
+
+    def _objective_reward(self, final: Tensor) -> Tensor:
+        design = torch.nn.functional.one_hot(final, self.family.vocab_size).float() if not final.is_floating_point() else final
+        return self.objective(self.features(design))
 
     def _batch(self, index: int) -> tuple[Trajectory, Tensor]:
         if self.rollouts is not None:
