@@ -1,0 +1,250 @@
+"""Feedback efficiency: how much true reward each strategy reaches per oracle label.
+
+Why: SEIKO's claim is about labels, not compute. Every strategy gets the same label budgets on
+one Ehrlich protein problem (32 states, length 32, motif length 4, quantization 4, 2 or 4 motifs);
+we record the best label bought within each budget and the mean/max true reward and feasibility
+of fresh samples from the model as it stands at that budget.
+
+Round-based methods run once per seed, in rounds whose cumulative sums hit every budget
+(500/1000/2000 -> 250,250,500,1000), read at the round ending at each budget; best_of_n and
+non_adaptive spend their budget in one round, so they run once per budget. Runs live in
+<out>/m<motifs>/<method>/seed<s>[/b<budget>]/ (seiko's ledger and summary, plus bench.json: where
+to read them). Finished runs are skipped and interrupted ones resumed, so the benchmark can be
+stopped and continued; --aggregate-only rebuilds the results from whatever runs exist.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "ts", "online_ppo", "genetic"]
+SINGLE_ROUND = {"best_of_n", "non_adaptive"}
+DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]
+DEFAULT_OUT = "experiments/runs/feedback"
+DEFAULT_RESULTS = "experiments/results/feedback"
+FIELDS = ["motifs", "method", "budget", "seed", "best", "eval_reward_mean", "eval_reward_max", "feasibility",
+          "diversity", "novelty", "seconds"]
+START = time.time()
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime(time.time() - START))}] {msg}", flush=True)
+
+
+def quiet_lightning() -> None:
+    """Lightning prints a banner and a few warnings per fit (hundreds per benchmark)."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*(eval mode|does not have many workers|LeafSpec).*")
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' level on import: import first)
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def schedule(budgets: list[int], first_rounds: int) -> list[int]:
+    """Queries per round so that cumulative sums hit every budget; the first budget is split
+    into ``first_rounds`` rounds so adaptive methods get feedback before the first read-out."""
+    b = sorted(set(budgets))
+    first = [b[0] // first_rounds + (i < b[0] % first_rounds) for i in range(first_rounds)]
+    return [q for q in first if q > 0] + [y - x for x, y in zip(b, b[1:])]
+
+
+def plan(args) -> list[dict]:
+    """Every run the benchmark needs: its directory, rounds and the budgets to read it at."""
+    runs, budgets = [], sorted(set(args.budgets))
+    # seed-major: a benchmark stopped early still compares every method on its first seeds
+    for motifs, seed, method in itertools.product(args.motifs, args.seeds, args.methods):
+        base, key = Path(args.out, f"m{motifs}", method, f"seed{seed}"), dict(motifs=motifs, method=method, seed=seed)
+        if method in SINGLE_ROUND:
+            runs += [dict(key, dir=base / f"b{b}", per_round=[b], budgets=[b]) for b in budgets]
+        else:
+            runs.append(dict(key, dir=base, per_round=schedule(budgets, args.first_rounds), budgets=budgets))
+    return runs
+
+
+def load_summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_finished(run_dir: Path, per_round: list[int]) -> bool:
+    """Not status alone: seiko.api.run writes "finished" even when interrupted, so count the rounds."""
+    s = load_summary(run_dir)
+    return s.get("status") == "finished" and s.get("queries") == sum(per_round) and s.get("rounds") == len(per_round)
+
+
+def overrides_for(spec: dict, extra: list[str]) -> list[str]:
+    return [f"strategy={spec['method']}", *DOMAIN, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
+            f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none", *extra]
+
+
+def run_spec(spec: dict, extra: list[str]) -> None:
+    """One seiko run: fresh, or resumed from its ledger (same config, or seiko refuses)."""
+    from seiko.api import compose, run
+
+    run_dir, overrides = spec["dir"], overrides_for(spec, extra)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = ["resume=true"] if (run_dir / "ledger.sqlite").exists() else []
+    (run_dir / "bench.json").write_text(json.dumps({k: v for k, v in spec.items() if k != "dir"}))
+    run(compose(overrides + resume), run_dir, overrides=overrides)
+
+
+def read_run(run_dir: Path) -> tuple[dict, list[dict], np.ndarray]:
+    """The run's bench.json, rows at every budget it has completed, and its best-so-far curve."""
+    from seiko.ledger import Ledger
+    from seiko.outputs import best_so_far
+
+    bench = json.loads((run_dir / "bench.json").read_text())
+    if not (run_dir / "ledger.sqlite").is_file():
+        return bench, [], np.empty(0)
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        _, best = best_so_far(ledger)
+        history = json.loads(ledger.get_meta("history") or "[]")  # completed rounds only
+    rows, seconds = [], 0.0
+    for h in history:
+        seconds += h.get("seconds", float("nan"))
+        if h["queries"] in bench["budgets"]:
+            b = best[h["queries"] - 1]  # the ledger is in purchase order
+            rows.append(dict({k: bench[k] for k in ("motifs", "method", "seed")}, budget=h["queries"],
+                             best=b if np.isfinite(b) else float("nan"), seconds=seconds,
+                             **{k: h.get(k, float("nan")) for k in FIELDS[5:-1]}))
+    return bench, rows, best
+
+
+def mean_std(values) -> str:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return "–" if not len(v) else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    keys = sorted({(r["motifs"], METHODS.index(r["method"]), r["method"], r["budget"]) for r in rows})
+    lines = ["# Feedback efficiency (Ehrlich protein, 32 states, length 32)", "",
+             "Mean ± std over seeds. *best*: best true label bought within the budget; *eval*: true reward "
+             "of fresh samples from the model at that budget (feasible ones; *feasibility* is their fraction). "
+             "*found 1.0*: seeds whose best label is the optimum.", "",
+             "| motifs | method | budget | seeds | best | best (max over seeds) | found 1.0 | eval mean | eval max "
+             "| feasibility |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for motifs, _, method, budget in keys:
+        g = [r for r in rows if (r["motifs"], r["method"], r["budget"]) == (motifs, method, budget)]
+        best = np.array([r["best"] for r in g], dtype=float)
+        top = f"{np.nanmax(best):.3f}" if np.isfinite(best).any() else "–"
+        found = int(np.sum(np.nan_to_num(best, nan=-1.0) >= 1.0 - 1e-9))
+        lines.append(f"| {motifs} | {method} | {budget} | {len(g)} | {mean_std(best)} | {top} | {found}/{len(g)} | "
+                     f"{mean_std([r['eval_reward_mean'] for r in g])} | {mean_std([r['eval_reward_max'] for r in g])} "
+                     f"| {mean_std([r['feasibility'] for r in g])} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(curves: dict, path: Path) -> None:
+    """Best-so-far vs queries, mean over seeds (seeds that got that far); no feasible label yet = 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: E402
+
+    motifs = sorted({m for m, _ in curves})
+    fig, axes = plt.subplots(1, len(motifs), figsize=(6 * len(motifs), 4), squeeze=False)
+    for ax, m in zip(axes[0], motifs):
+        for method in sorted({x for k, x in curves if k == m}, key=METHODS.index):
+            seeds = [np.where(np.isfinite(c), c, 0.0) for c in curves[(m, method)] if len(c)]
+            padded = np.full((len(seeds), max(map(len, seeds), default=0)), np.nan)
+            for i, c in enumerate(seeds):
+                padded[i, : len(c)] = c
+            ax.plot(np.arange(1, padded.shape[1] + 1), np.nanmean(padded, 0), drawstyle="steps-post",
+                    label=f"{method} (n={len(seeds)})")
+        ax.set(title=f"{m} motifs", xlabel="oracle queries", ylabel="best true label so far", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def aggregate(out: Path, results: Path) -> list[dict]:
+    """Rebuild the tables and the plot from every run under ``out`` (finished or not)."""
+    rows, curves, largest = [], {}, {}
+    for path in sorted(out.glob("m*/*/seed*/**/bench.json")):
+        bench, run_rows, best = read_run(path.parent)
+        rows += run_rows
+        key = (bench["motifs"], bench["method"], bench["seed"])
+        if len(best) >= len(largest.get(key, ())):  # single-round methods: the largest budget's run
+            largest[key] = best
+    for (m, method, _), best in largest.items():
+        curves.setdefault((m, method), []).append(best)
+    results.mkdir(parents=True, exist_ok=True)
+    rows.sort(key=lambda r: (r["motifs"], METHODS.index(r["method"]), r["budget"], r["seed"]))
+    with open(results / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_markdown(rows, results / "results.md")
+    if curves:
+        plot(curves, results / "best_so_far.png")
+    say(f"{len(rows)} rows from {out} -> {results}/results.csv, results.md, best_so_far.png")
+    return rows
+
+
+def run_all(args, extra: list[str]) -> list[str]:
+    """Every planned run in turn: finished ones skipped, interrupted ones resumed; the failures."""
+    runs, failed = plan(args), []
+    say(f"{len(runs)} runs under {args.out}; extra overrides: {extra or 'none'}")
+    for i, spec in enumerate(runs, 1):
+        tag = f"({i}/{len(runs)}) m={spec['motifs']} {spec['method']} seed={spec['seed']} rounds={spec['per_round']}"
+        if is_finished(spec["dir"], spec["per_round"]):
+            same = load_summary(spec["dir"]).get("overrides") == overrides_for(spec, extra)
+            say(f"{tag}: finished, skipped" + ("" if same else " (WARNING: it ran with other overrides)"))
+            continue
+        say(f"{tag}: {'resuming' if (spec['dir'] / 'ledger.sqlite').exists() else 'starting'}")
+        t0 = time.time()
+        try:
+            run_spec(spec, extra)
+            bests = ", ".join(f"best@{r['budget']}={r['best']:.3f}" for r in read_run(spec["dir"])[1])
+            say(f"{tag}: done in {time.time() - t0:.0f}s; {bests}")
+        except Exception:  # one broken run should not stop the benchmark; listed at the end
+            traceback.print_exc()
+            failed.append(tag)
+            say(f"{tag}: FAILED after {time.time() - t0:.0f}s")
+    if failed:
+        say(f"{len(failed)} runs failed: " + "; ".join(failed))
+    return failed
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--motifs", nargs="+", type=int, default=[2, 4])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
+    p.add_argument("--first-rounds", type=int, default=2, help="rounds the first budget is split into (default 2)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"run directories (default {DEFAULT_OUT})")
+    p.add_argument("--results", help=f"tables and plot (default {DEFAULT_RESULTS}, or <out>/results for another --out)")
+    p.add_argument("--finetune-steps", type=int, default=None, help="shortcut for --override finetune.steps=N")
+    p.add_argument("--override", action="append", default=[], metavar="K=V", help="Hydra override (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's); 1 on a shared "
+                                                             "machine, where oversubscription slows fits 10-50x")
+    p.add_argument("--aggregate-only", action="store_true", help="only rebuild the results from existing runs")
+    args = p.parse_args(argv)
+    failed, extra = [], args.override + ([f"finetune.steps={args.finetune_steps}"] if args.finetune_steps else [])
+    if not args.aggregate_only:
+        import torch
+
+        torch.set_num_threads(args.threads or torch.get_num_threads())
+        quiet_lightning()
+        failed = run_all(args, extra)
+    default = DEFAULT_RESULTS if args.out == DEFAULT_OUT else args.out + "/results"
+    aggregate(Path(args.out), Path(args.results or default))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
