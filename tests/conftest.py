@@ -20,7 +20,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Two threads on two busy cores made tiny fits ~10x slower; tests use one."""
     threads = torch.get_num_threads()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 
+import torch
+
 from seiko.domains.protein import EhrlichOracle
 
 TINY_FUNCTION = dict(num_states=8, dim=12, num_motifs=1, motif_length=3, quantization=3, seed=0)
@@ -39,3 +41,7 @@ def failing_oracle(designs):
 
 def nan_oracle(designs):
     return [float("nan")] * len(designs)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

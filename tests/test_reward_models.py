@@ -17,15 +17,6 @@ CALIBRATED = ["gp", "gp_matern", "bayes_linear"]  # exact Gaussian posteriors: d
 PROBES = torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.95, 0.95], [-1.2, 0.3], [1.3, 1.3], [2.0, -2.0]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: OpenMP threads only add spin-wait overhead (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def toy(n: int, seed: int, lo: float = -1.0, hi: float = 1.0):
     """y = sin(3 x1) + x2^2 on uniform points in [lo, hi]^2."""
     x = torch.rand(n, 2, generator=torch.Generator().manual_seed(seed)) * (hi - lo) + lo

@@ -15,18 +15,7 @@ from torch import nn
 from seiko.diffusion import (GaussianDiffusion, GaussianStep, MaskedDiffusion, MLPDenoiser, SequenceDenoiser,
                              relaxed_rollout, sample, trajectory_log_probs)
 from seiko.domains.protein import ChainPosteriorDenoiser, ProteinDomain
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from helpers import gen
 
 
 def tiny_denoiser(vocab: int, length: int, seed: int) -> SequenceDenoiser:

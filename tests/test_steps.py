@@ -8,18 +8,7 @@ import torch.nn.functional as F
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from seiko.diffusion import CategoricalStep, GaussianStep
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from helpers import gen
 
 
 B, L, V = 3, 5, 4

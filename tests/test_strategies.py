@@ -6,21 +6,10 @@ import torch
 
 from seiko.reward import BayesLinearRewardModel, EnsembleRewardModel, GPRewardModel
 from seiko.strategies import UCB, Bootstrap, Greedy, NonAdaptive, Strategy, ThompsonSampling
+from helpers import gen
 
 ALL = [NonAdaptive, Greedy, UCB, Bootstrap, ThompsonSampling]
 X = torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.9, 0.9], [2.0, -2.0]])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")
