@@ -56,6 +56,16 @@ def test_resume_refuses_a_different_config_and_a_missing_run(tiny, tmp_path):
         run(compose(tiny + ["resume=true"]), tmp_path / "nothing")
 
 
+def test_a_run_that_fails_to_start_leaves_no_ledger_behind(tiny, tmp_path):
+    from seiko.config import ConfigError
+
+    bad = [t for t in tiny if not t.startswith("domain.pretrained")] + [f"domain.pretrained={tmp_path}/none.safetensors"]
+    with pytest.raises(ConfigError, match="domain.pretrained: no checkpoint"):
+        run(compose(bad), tmp_path / "run")
+    assert not (tmp_path / "run" / "ledger.sqlite").exists()
+    assert run(compose(tiny + ["budget.per_round=[8]"]), tmp_path / "run")["status"] == "finished"
+
+
 def test_lab_oracle_exports_csv_and_resumes_after_import(tiny, tmp_path):
     overrides = tiny + ["strategy=greedy", "budget.per_round=[8,8]", "oracle._target_=seiko.oracles.LabOracle"]
     lab = EhrlichOracle(num_states=8, dim=12, num_motifs=1, motif_length=3, quantization=3, seed=0)

@@ -111,16 +111,18 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
         oracle = build_oracle(cfg.oracle) if cfg.oracle.get("_target_") else domain.default_oracle()
     if not callable(oracle):
         raise ConfigError(f"oracle: {oracle!r} is not callable")
-    ledger = Ledger(ledger_path)
     fingerprint = config_fingerprint(cfg)
-    stored = ledger.get_meta("config")
-    if stored is not None and stored != fingerprint:
-        ledger.close()
-        raise ConfigError(f"resume: the config differs from the one {out_dir} was started with "
-                          f"(domain, strategy, reward, finetune, budget or seed changed)")
-    ledger.set_meta("config", fingerprint)
+    if cfg.resume:
+        with Ledger(ledger_path) as existing:
+            stored = existing.get_meta("config")
+        if stored is not None and stored != fingerprint:
+            raise ConfigError(f"resume: the config differs from the one {out_dir} was started with "
+                              f"(domain, strategy, reward, finetune, budget or seed changed)")
     denoiser, family, spec = load_pretrained(cfg, domain, out_dir)
     method = build_method(cfg, domain, denoiser, family, spec, out_dir)
+    # The ledger is created last, so a run that fails to start leaves nothing to refuse next time.
+    ledger = Ledger(ledger_path)
+    ledger.set_meta("config", fingerprint)
     with_oracle = own_oracle if cfg.eval.with_oracle == "auto" else bool(cfg.eval.with_oracle)
     writer = None
     if cfg.logger.enabled:
