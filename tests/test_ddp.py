@@ -49,3 +49,24 @@ def test_ddp_two_cpu_processes_run_one_backprop_finetuning_step():
 def test_whole_loop_under_trainer_ddp(tiny, tmp_path):
     summary = run(compose(tiny + ["strategy=ucb", "trainer=ddp", "trainer.accelerator=cpu"]), tmp_path)
     assert summary["status"] == "finished" and summary["queries"] == 32
+
+
+def test_every_rank_runs_the_loop_but_only_rank_zero_buys_labels(tiny, tmp_path):
+    """DDP in popen mode starts each rank as a copy of the script (as FSDP, torchrun and SLURM do)."""
+    import subprocess
+    import sys
+
+    from conftest import seiko_env
+    from seiko.ledger import Ledger
+
+    log = tmp_path / "oracle.log"
+    result = subprocess.run(
+        [sys.executable, "-m", "seiko", *tiny, "strategy=ucb", "trainer=ddp", "trainer.accelerator=cpu",
+         "trainer.strategy.start_method=popen", "oracle._target_=helpers.CountingOracle", f"+oracle.log={log}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=seiko_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "train_ddp_process_1.log").is_file()  # rank 1 ran the script too
+    assert len(log.read_text().splitlines()) == 32  # 2 ranks, each label bought once
+    with Ledger(tmp_path / "run" / "ledger.sqlite") as ledger:
+        assert ledger.num_labelled() == 32 and ledger.completed_rounds() == [0, 1]

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -46,16 +47,21 @@ def run(cfg: DictConfig, out_dir: str | Path, oracle=None, overrides: Sequence[s
         status = "failed"  # the ledger keeps every label bought; resume=true carries on
         raise
     finally:
-        extra = {"status": status, "domain": cfg.domain.name, "strategy": cfg.strategy.name,
-                 "seed": cfg.seed, "overrides": list(overrides)}
-        if loop.ledger.num_labelled():
-            plot_reward(loop.ledger, loop.history, out_dir / "reward_vs_queries.png",
-                        title=f"{cfg.domain.name} / {cfg.strategy.name}")
-        summary = write_summary(loop.ledger, loop.history, out_dir / "summary.json", extra)
+        if loop.rank_zero:  # outputs are rank 0's to write; other ranks only join the fits
+            _write_outputs(cfg, loop, out_dir, status, overrides)
         if loop.writer is not None:
             loop.writer.close()
         loop.ledger.close()
-    return summary
+    return json.loads((out_dir / "summary.json").read_text()) if loop.rank_zero else {"status": status}
+
+
+def _write_outputs(cfg: DictConfig, loop, out_dir: Path, status: str, overrides: Sequence[str]) -> None:
+    if loop.ledger.num_labelled():
+        plot_reward(loop.ledger, loop.history, out_dir / "reward_vs_queries.png",
+                    title=f"{cfg.domain.name} / {cfg.strategy.name}")
+    extra = {"status": status, "domain": cfg.domain.name, "strategy": cfg.strategy.name,
+             "seed": cfg.seed, "overrides": list(overrides)}
+    write_summary(loop.ledger, loop.history, out_dir / "summary.json", extra)
 
 
 __all__ = ["compose", "build_loop", "run"]

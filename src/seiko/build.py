@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from seiko.checkpoint import load_policy
 from seiko.cli_support import build_trainer, quiet_lightning
 from seiko.config import ConfigError
+from seiko.distributed import is_rank_zero
 from seiko.ledger import Ledger
 from seiko.loop import FeedbackLoop
 from seiko.methods import DiffusionMethod, GeneticMethod, OnlinePPOMethod, SeikoMethod
@@ -97,10 +98,11 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger_path = out_dir / "ledger.sqlite"
-    if ledger_path.exists() and not cfg.resume:
+    rank_zero = is_rank_zero()
+    if ledger_path.exists() and not cfg.resume and rank_zero:
         raise ConfigError(f"resume: {out_dir} already holds a ledger; pass resume=true to continue it, "
                           f"or choose another run_name")
-    if cfg.resume and not ledger_path.exists():
+    if cfg.resume and not ledger_path.exists() and rank_zero:
         raise ConfigError(f"resume: no ledger in {out_dir} to resume (check run_name)")
     torch.manual_seed(cfg.seed)
     torch.set_flush_denormal(True)
@@ -121,11 +123,13 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     denoiser, family, spec = load_pretrained(cfg, domain, out_dir)
     method = build_method(cfg, domain, denoiser, family, spec, out_dir)
     # The ledger is created last, so a run that fails to start leaves nothing to refuse next time.
+    # Other ranks start once rank 0 is inside its first fit, so the ledger exists by then.
     ledger = Ledger(ledger_path)
-    ledger.set_meta("config", fingerprint)
+    if rank_zero:
+        ledger.set_meta("config", fingerprint)
     with_oracle = own_oracle if cfg.eval.with_oracle == "auto" else bool(cfg.eval.with_oracle)
     writer = None
-    if cfg.logger.enabled:
+    if cfg.logger.enabled and rank_zero:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out_dir / "tb"))

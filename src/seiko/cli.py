@@ -48,6 +48,8 @@ def _run(cfg) -> None:
     except AwaitingLabels as err:
         print(f"seiko: {err}")
         return
+    if "queries" not in summary:  # not rank 0: rank 0 reports
+        return
     final = summary.get("final", {})
     print(f"seiko: {summary['queries']} labels bought, best {summary['best_value']}, final samples: "
           f"mean reward {final.get('eval_reward_mean')}, feasibility {final.get('feasibility')}; "

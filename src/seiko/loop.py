@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seiko.distributed import is_rank_zero, wait_for
 from seiko.ledger import Ledger
 from seiko.methods import Method
 from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats
@@ -37,6 +38,7 @@ class FeedbackLoop:
         self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
         self.seed, self.writer, self.progress = seed, writer, progress
         self.history: list[dict] = []
+        self.rank_zero = is_rank_zero()
 
     def generator(self, round: int, purpose: int) -> torch.Generator:
         # One stream per (round, purpose): a resumed run draws exactly what the first run drew.
@@ -54,6 +56,8 @@ class FeedbackLoop:
 
     # ------------------------------------------------------------------ one round
     def run_round(self, round: int) -> dict:
+        if not self.rank_zero:
+            return self._follow_round(round)
         start = time.time()
         num = self.schedule[round]
         # sample: designs become pending queries before anyone pays for them
@@ -84,6 +88,14 @@ class FeedbackLoop:
         self.ledger.set_round_stage(round, "finetuned")
         self._log(round, metrics)
         return metrics
+
+    def _follow_round(self, round: int) -> dict:
+        """A rank other than 0: take the round's labels from the ledger, then join the fits."""
+        wait_for(lambda: self.ledger.round_stage(round) in ("labelled", "fitted", "finetuned"),
+                 f"the labels of round {round}")
+        designs, values, _ = self.ledger.labelled_arrays()
+        rounds = np.array([q.round for q in self.ledger.queries(labelled=True)])
+        return self.method.update(round, self.domain.encode(designs), values, rounds == round)
 
     def evaluate(self, round: int, designs: list[str], values: np.ndarray, rounds: np.ndarray) -> dict:
         """Metrics of fresh samples from the round's model and of the labels bought so far."""
