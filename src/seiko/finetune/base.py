@@ -7,6 +7,7 @@ public code dropped the first after round one).
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning as L
 import torch
@@ -39,6 +40,7 @@ class Finetuner(L.LightningModule):
 
     def train_dataloader(self):
         # One item per optimiser step; the item is the step's seed, so runs are reproducible.
+        # Under DDP Lightning splits the items: N workers take steps/N steps of N x batch_size.
         return DataLoader(list(range(self.steps)), batch_size=None, shuffle=False)
 
     def generator(self, index: int) -> torch.Generator:
@@ -48,7 +50,8 @@ class Finetuner(L.LightningModule):
         return sum(self.weights[name] * value.mean() for name, value in kl.items())
 
     def log_kl(self, kl: dict[str, Tensor]) -> None:
-        dims = self.family.length if hasattr(self.family, "length") else 1
+        """KL per sequence (summed over steps) and per dimension (position or pixel)."""
+        dims = getattr(self.family, "length", None) or math.prod(getattr(self.family, "shape", (1,)))
         for name, value in kl.items():
             self.log(f"finetune/kl_{name}", value.mean())
             self.log(f"finetune/kl_{name}_per_dim", value.mean() / dims)
