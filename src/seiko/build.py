@@ -127,6 +127,7 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     ledger = Ledger(ledger_path)
     if rank_zero:
         ledger.set_meta("config", fingerprint)
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # `seiko sample` rebuilds the domain from it
     with_oracle = own_oracle if cfg.eval.with_oracle == "auto" else bool(cfg.eval.with_oracle)
     writer = None
     if cfg.logger.enabled and rank_zero:

@@ -31,7 +31,7 @@ def sample(args) -> int:
         rounds = ", ".join(p.stem.split("_")[1] for p in checkpoints)
         raise SystemExit(f"seiko: error: --round {args.round}: no such round in {run} (saved: {rounds})")
     denoiser, family, _ = load_policy(path)
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(run / "config.yaml")
     domain = instantiate(cfg.domain.problem)
     tokens = draw(denoiser.eval(), family, args.num, torch.Generator().manual_seed(args.seed))
     feasible = domain.is_feasible(tokens).tolist()
