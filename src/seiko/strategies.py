@@ -51,18 +51,6 @@ def _mean(model: RewardModel) -> Objective:
     return lambda x: model.predict(x).mean
 
 
-class NonAdaptive(Strategy):
-    """Posterior mean, whole budget in one round (offline baseline; bonus unused)."""
-
-    name, rounds = "non_adaptive", "single"
-
-    def __init__(self, bonus: float = 0.0) -> None:
-        super().__init__(bonus)
-
-    def objective(self, model: RewardModel, generator: torch.Generator) -> Objective:
-        return _mean(model)
-
-
 class Greedy(Strategy):
     """Posterior mean each round: adaptive but no optimism (bonus unused)."""
 
@@ -73,6 +61,12 @@ class Greedy(Strategy):
 
     def objective(self, model: RewardModel, generator: torch.Generator) -> Objective:
         return _mean(model)
+
+
+class NonAdaptive(Greedy):
+    """Posterior mean, whole budget in one round (offline baseline; bonus unused)."""
+
+    name, rounds = "non_adaptive", "single"
 
 
 class UCB(Strategy):
