@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import resource
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,16 +31,6 @@ PHASES = ["sample", "query", "reward_fit", "finetune", "save", "evaluate", "othe
 
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def quiet_lightning() -> None:
-    """Lightning prints a banner and a few warnings per fit."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(eval mode|does not have many workers|LeafSpec).*")
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' level on import: import first)
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class PhaseTimer:
@@ -200,6 +188,8 @@ def main(argv=None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from seiko.cli_support import quiet_lightning
+
     quiet_lightning()
     machine = dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
                    loadavg=" ".join(f"{v:.2f}" for v in os.getloadavg()), python=platform.python_version())

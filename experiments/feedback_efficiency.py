@@ -18,11 +18,9 @@ import argparse
 import csv
 import itertools
 import json
-import logging
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +37,6 @@ START = time.time()
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S', time.gmtime(time.time() - START))}] {msg}", flush=True)
-
-
-def quiet_lightning() -> None:
-    """Lightning prints a banner and a few warnings per fit (hundreds per benchmark)."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(eval mode|does not have many workers|LeafSpec).*")
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' level on import: import first)
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def schedule(budgets: list[int], first_rounds: int) -> list[int]:
@@ -243,6 +231,8 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads or torch.get_num_threads())
+        from seiko.cli_support import quiet_lightning
+
         quiet_lightning()
         failed = run_all(args, extra)
     default = DEFAULT_RESULTS if args.out == DEFAULT_OUT else args.out + "/results"

@@ -24,11 +24,11 @@ def quiet_lightning() -> None:
     import logging
     import warnings
 
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' level on import: import it first)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|log_every_n_steps|does not have many workers|eval mode).*")
 
 
 def use_spawn_safe_sharing() -> None:
