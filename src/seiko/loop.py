@@ -54,6 +54,13 @@ class FeedbackLoop:
             self.history = json.loads(self.ledger.get_meta("history") or "[]")
         return done[-1] + 1 if done else 0
 
+    def _labels(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every labelled design, its value and its round, in purchase order."""
+        queries = self.ledger.queries(labelled=True)
+        designs = [q.design for q in queries]
+        values = np.array([q.value for q in queries], dtype=np.float64)
+        return designs, values, np.array([q.round for q in queries], dtype=np.int64)
+
     # ------------------------------------------------------------------ one round
     def run_round(self, round: int) -> dict:
         if not self.rank_zero:
@@ -75,10 +82,8 @@ class FeedbackLoop:
         query_in_batches(self.oracle, self.ledger, pending, self.oracle_batch_size, progress=self.progress)
         self.ledger.set_round_stage(round, "labelled")
         # fit the reward model on all labels so far, then fine-tune (both inside method.update)
-        designs, values, _ = self.ledger.labelled_arrays()
-        rounds = np.array([q.round for q in self.ledger.queries(labelled=True)])
-        tokens = self.domain.encode(designs)
-        update_metrics = self.method.update(round, tokens, values, rounds == round)
+        designs, values, rounds = self._labels()
+        update_metrics = self.method.update(round, self.domain.encode(designs), values, rounds == round)
         self.method.save(round, self.checkpoints)
         metrics = self.evaluate(round, designs, values, rounds)
         metrics.update(update_metrics)
@@ -93,8 +98,7 @@ class FeedbackLoop:
         """A rank other than 0: take the round's labels from the ledger, then join the fits."""
         wait_for(lambda: self.ledger.round_stage(round) in ("labelled", "fitted", "finetuned"),
                  f"the labels of round {round}")
-        designs, values, _ = self.ledger.labelled_arrays()
-        rounds = np.array([q.round for q in self.ledger.queries(labelled=True)])
+        designs, values, rounds = self._labels()
         return self.method.update(round, self.domain.encode(designs), values, rounds == round)
 
     def evaluate(self, round: int, designs: list[str], values: np.ndarray, rounds: np.ndarray) -> dict:

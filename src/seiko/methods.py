@@ -67,8 +67,28 @@ class DiffusionMethod(Method):
         from safetensors.torch import load_file
 
         self.denoiser.load_state_dict(load_file(str(path)))
-        if hasattr(self, "previous"):  # the next round's KL reference is the restored round's policy
-            self.previous = copy.deepcopy(self.denoiser).eval()
+
+
+class FinetunedMethod(DiffusionMethod):
+    """A diffusion policy fine-tuned every round, with the previous round's policy as KL reference."""
+
+    def __init__(self, denoiser, family, spec, *, finetune_factory: Callable, fit_policy: Callable,
+                 single_round: bool = False, seed: int = 0):
+        super().__init__(denoiser, family, spec, single_round)
+        self.finetune_factory, self.fit_policy, self.seed = finetune_factory, fit_policy, seed
+        self.previous = copy.deepcopy(denoiser).eval()
+
+    def restore(self, path):
+        super().restore(path)
+        self.previous = copy.deepcopy(self.denoiser).eval()  # the restored round is the next reference
+
+    def finetune(self, round: int, **inputs) -> dict:
+        """Fit the round's fine-tuner, then make its result the next round's reference."""
+        finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
+                                          seed=self.seed + round, **inputs)
+        metrics = self.fit_policy(finetuner, round)
+        self.previous = copy.deepcopy(self.denoiser).eval()
+        return metrics
 
 
 class RoundObjective(nn.Module):
@@ -103,18 +123,17 @@ def impute(values: np.ndarray, infeasible_value: float | None) -> tuple[np.ndarr
     return np.where(finite, values, infeasible_value), np.ones_like(finite)
 
 
-class SeikoMethod(DiffusionMethod):
+class SeikoMethod(FinetunedMethod):
     """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward."""
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0):
-        super().__init__(denoiser, family, spec, single_round)
+        super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
+                         single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
-        self.finetune_factory, self.fit_reward, self.fit_policy = finetune_factory, fit_reward, fit_policy
-        self.infeasible_value, self.seed = infeasible_value, seed
-        self.previous = copy.deepcopy(denoiser).eval()
+        self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
 
     def features(self, tokens: Tensor) -> Tensor:
         return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
@@ -127,24 +146,18 @@ class SeikoMethod(DiffusionMethod):
         model.set_data(self.features(designs[torch.from_numpy(keep)]), torch.as_tensor(y, dtype=torch.float32))
         self.fit_reward(model, round)
         objective = RoundObjective(model, self.acquisition, self.seed * 7919 + round, float(np.std(y)) or 1.0)
-        finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
-                                          objective=objective, features=self.domain.features, seed=self.seed + round)
-        metrics = self.fit_policy(finetuner, round)
-        self.previous = copy.deepcopy(self.denoiser).eval()
-        return metrics
+        return self.finetune(round, objective=objective, features=self.domain.features)
 
 
-class OnlinePPOMethod(DiffusionMethod):
+class OnlinePPOMethod(FinetunedMethod):
     """Baseline: the true labels of each round's samples go straight into PPO; no reward model."""
 
     name = "online_ppo"
 
     def __init__(self, denoiser, family, spec, *, finetune_factory: Callable, fit_policy: Callable,
                  infeasible_value: float = 0.0, minibatch: int = 32, seed: int = 0):
-        super().__init__(denoiser, family, spec, single_round=False)
-        self.finetune_factory, self.fit_policy = finetune_factory, fit_policy
-        self.infeasible_value, self.minibatch, self.seed = infeasible_value, minibatch, seed
-        self.previous = copy.deepcopy(denoiser).eval()
+        super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy, seed=seed)
+        self.infeasible_value, self.minibatch = infeasible_value, minibatch
 
     def update(self, round, designs, values, round_mask):
         tokens = designs[torch.from_numpy(round_mask)]
@@ -158,11 +171,7 @@ class OnlinePPOMethod(DiffusionMethod):
                 traj.log_probs = trajectory_log_probs(self.previous, self.family, traj)[0]
             rollouts.append(traj)
             labels.append(r)
-        finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
-                                          rollouts=rollouts, rewards=labels, seed=self.seed + round)
-        metrics = self.fit_policy(finetuner, round)
-        self.previous = copy.deepcopy(self.denoiser).eval()
-        return metrics
+        return self.finetune(round, rollouts=rollouts, rewards=labels)
 
 
 class GeneticMethod(Method):
