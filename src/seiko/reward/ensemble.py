@@ -9,6 +9,12 @@ resample of head m is stored as multiplicities ``counts[m, i]`` = how often labe
 drawn (indices drawn once per ``set_data`` from a seeded generator); the per-head loss
 on a mini-batch is the count-weighted MSE.  On the full batch this is exactly the MSE on
 the resample, and it stays correct whatever sampler or sharding Lightning applies.
+
+Heads are MLPs on the flat features (``arch="mlp"``, any domain) or, for sequences,
+convolutions over positions followed by a max over positions (``arch="cnn"``). The CNN is
+translation invariant: a motif learnt at one position is recognised at every other, which a
+per-position one-hot model cannot do. On Ehrlich labels it halves the held-out error of the MLP
+(see the README's reward-model comparison).
 """
 
 from __future__ import annotations
@@ -31,15 +37,43 @@ def mlp(d_in: int, hidden: int, d_out: int, activation: str, dropout: float, dep
     return nn.Sequential(*layers, nn.Linear(hidden, d_out))
 
 
+class MotifCNN(nn.Module):
+    """Sequence head: Conv1d over positions, max over positions, then an MLP.
+
+    One filter of width ``kernel`` can weight tokens at any set of offsets inside its window,
+    and the max finds the best placement, as a spaced motif is scored; the MLP combines motifs.
+    Input: flat (soft) one-hots [B, L * vocab_size].
+    """
+
+    def __init__(self, vocab_size: int, length: int, channels: int, kernel: int, hidden: int, activation: str,
+                 dropout: float):
+        super().__init__()
+        if kernel > length:
+            raise ValueError(f"cnn kernel ({kernel}) is longer than the sequences ({length})")
+        self.vocab_size = vocab_size
+        self.conv = nn.Conv1d(vocab_size, channels, kernel)
+        self.act = ACTIVATIONS[activation]()
+        self.head = mlp(channels, hidden, 1, activation, dropout, depth=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act(self.conv(x.view(x.shape[0], -1, self.vocab_size).transpose(1, 2)))  # [B, C, windows]
+        return self.head(h.amax(-1))
+
+
 class EnsembleRewardModel(RewardModel):
     def __init__(self, num_heads: int = 4, hidden: int = 256, activation: str = "silu", dropout: float = 0.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int | None = 256,
-                 bootstrap: bool = True, seed: int = 0) -> None:
+                 bootstrap: bool = True, seed: int = 0, arch: str = "mlp", vocab_size: int | None = None,
+                 channels: int = 64, kernel: int = 16) -> None:
         super().__init__()
         if num_heads < 2:
             raise ValueError(f"an ensemble needs num_heads >= 2 for a spread; got {num_heads}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+        if arch not in ("mlp", "cnn"):
+            raise ValueError(f"arch must be 'mlp' or 'cnn'; got {arch!r}")
+        if arch == "cnn" and (vocab_size is None or vocab_size < 1):
+            raise ValueError("arch='cnn' needs vocab_size (the features are flat one-hots [B, L * vocab_size])")
         self.save_hyperparameters()
         self.nets = nn.ModuleList()
         self.register_buffer("counts", torch.empty(0, 0), persistent=False)  # [N, M] multiplicities
@@ -54,8 +88,16 @@ class EnsembleRewardModel(RewardModel):
             counts = torch.ones(n, hp.num_heads)
         self.counts = counts.to(x.device, torch.float32)
         with seeded(hp.seed):
-            self.nets = nn.ModuleList(mlp(x.shape[1], hp.hidden, 1, hp.activation, hp.dropout)
-                                      for _ in range(hp.num_heads)).to(x.device)
+            self.nets = nn.ModuleList(self._head(x.shape[1]) for _ in range(hp.num_heads)).to(x.device)
+
+    def _head(self, d_in: int) -> nn.Module:
+        hp = self.hparams
+        if hp.arch == "mlp":
+            return mlp(d_in, hp.hidden, 1, hp.activation, hp.dropout)
+        if d_in % hp.vocab_size:
+            raise ValueError(f"arch='cnn': feature width {d_in} is not a multiple of vocab_size={hp.vocab_size}")
+        return MotifCNN(hp.vocab_size, d_in // hp.vocab_size, hp.channels, hp.kernel, hp.hidden, hp.activation,
+                        hp.dropout)
 
     def _train_tensors(self) -> tuple[Tensor, ...]:
         return self.x_train, self.y_train, self.counts
