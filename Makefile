@@ -29,6 +29,7 @@ test-slow: install
 
 bench: install
 	$(PY) experiments/compute.py
+	$(PY) experiments/reward_models.py
 	$(PY) experiments/feedback_efficiency.py
 
 sweep: install

@@ -72,3 +72,13 @@ def test_cnn_errors_are_one_line():
         EnsembleRewardModel(arch="cnn", vocab_size=V, kernel=32).set_data(x, y)
     with pytest.raises(ValueError, match="not a multiple of vocab_size"):
         EnsembleRewardModel(arch="cnn", vocab_size=5).set_data(x, y)
+
+
+def test_bootstrap_with_the_cnn_ensemble_runs_end_to_end(tiny, tmp_path):
+    from seiko.api import compose, run
+
+    cfg = compose(tiny + ["strategy=bootstrap", "reward=cnn", "reward.model.kernel=4"])
+    assert cfg.reward.model.vocab_size == 8  # follows the domain
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "finished" and summary["queries"] == 32 and summary["rounds"] == 2
+    assert summary["final"]["finetune/kl_pretrained"] >= 0
