@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "ts", "online_ppo", "genetic"]
+# a method is a strategy, or a variant: a strategy with extra overrides (its own runs and rows)
+VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"])}
+METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ts", "online_ppo", "genetic"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]
 DEFAULT_OUT = "experiments/runs/feedback"
@@ -72,7 +74,8 @@ def is_finished(run_dir: Path, per_round: list[int]) -> bool:
 
 
 def overrides_for(spec: dict, extra: list[str]) -> list[str]:
-    return [f"strategy={spec['method']}", *DOMAIN, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
+    strategy, variant = VARIANTS.get(spec["method"], (spec["method"], []))
+    return [f"strategy={strategy}", *variant, *DOMAIN, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
             f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none", *extra]
 
 
