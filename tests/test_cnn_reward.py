@@ -36,10 +36,9 @@ def cnn(**kw):
 def test_prediction_does_not_depend_on_where_the_motif_sits():
     x, y = motif_data(40, 0, range(0, 12))
     model = fit(cnn(), x, y, 1)
-    a, b = torch.zeros(2, LEN, dtype=torch.long), None
-    a[0, 4], a[0, 6], a[1, 8], a[1, 10] = 1, 2, 1, 2  # the same motif at positions 4 and 8
-    b = F.one_hot(a, V).float().flatten(1)
-    h = model.heads(b)
+    tokens = torch.zeros(2, LEN, dtype=torch.long)
+    tokens[0, 4], tokens[0, 6], tokens[1, 8], tokens[1, 10] = 1, 2, 1, 2  # the same motif at positions 4 and 8
+    h = model.heads(F.one_hot(tokens, V).float().flatten(1))
     torch.testing.assert_close(h[:, 0], h[:, 1])
 
 

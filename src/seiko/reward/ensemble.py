@@ -56,7 +56,7 @@ class MotifCNN(nn.Module):
         self.head = mlp(channels, hidden, 1, activation, dropout, depth=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.conv(x.view(x.shape[0], -1, self.vocab_size).transpose(1, 2)))  # [B, C, windows]
+        h = self.act(self.conv(x.reshape(x.shape[0], -1, self.vocab_size).transpose(1, 2)))  # [B, C, windows]
         return self.head(h.amax(-1))
 
 
