@@ -1,4 +1,4 @@
-"""Oracles for tests, plugged in by ``oracle._target_=helpers.X`` like a user's own."""
+"""Oracles for tests, plugged in by ``oracle._target_=helpers.X`` like a user's own, and small shared helpers."""
 from __future__ import annotations
 
 import os
@@ -45,3 +45,13 @@ def nan_oracle(designs):
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def fit_reward(model, x, y, epochs: int):
+    """Set a reward model's data and fit it with a bare, silent Lightning Trainer, as the loop does."""
+    import lightning as L
+
+    model.set_data(x, y)
+    L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(model)
+    return model

@@ -1,9 +1,9 @@
 """The convolutional ensemble: translation invariance, motif recovery at unseen positions, errors."""
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import fit_reward
 from seiko.reward import EnsembleRewardModel
 
 V, LEN = 4, 16
@@ -21,13 +21,6 @@ def motif_data(n: int, seed: int, positions: range):
     return F.one_hot(tokens, V).float().flatten(1), y
 
 
-def fit(model, x, y, epochs):
-    model.set_data(x, y)
-    L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False).fit(model)
-    return model
-
-
 def cnn(**kw):
     return EnsembleRewardModel(arch="cnn", vocab_size=V, kernel=4, channels=16, hidden=16, batch_size=None,
                                lr=1e-2, **kw)
@@ -35,7 +28,7 @@ def cnn(**kw):
 
 def test_prediction_does_not_depend_on_where_the_motif_sits():
     x, y = motif_data(40, 0, range(0, 12))
-    model = fit(cnn(), x, y, 1)
+    model = fit_reward(cnn(), x, y, 1)
     tokens = torch.zeros(2, LEN, dtype=torch.long)
     tokens[0, 4], tokens[0, 6], tokens[1, 8], tokens[1, 10] = 1, 2, 1, 2  # the same motif at positions 4 and 8
     h = model.heads(F.one_hot(tokens, V).float().flatten(1))
@@ -47,7 +40,7 @@ def test_cnn_recognises_the_motif_where_it_never_saw_it_and_the_mlp_does_not():
     xt, yt = motif_data(100, 2, range(8, 12))     # tested only further along
     err = {}
     for name, model in {"cnn": cnn(), "mlp": EnsembleRewardModel(hidden=32, batch_size=None, lr=1e-2)}.items():
-        pred = fit(model, x, y, 150).predict(xt).mean.detach()
+        pred = fit_reward(model, x, y, 150).predict(xt).mean.detach()
         err[name] = (pred - yt).pow(2).mean().sqrt().item()
     assert err["cnn"] < 0.15, err
     assert err["mlp"] > 0.3, err
@@ -55,7 +48,7 @@ def test_cnn_recognises_the_motif_where_it_never_saw_it_and_the_mlp_does_not():
 
 def test_gradient_reaches_soft_inputs():
     x, y = motif_data(40, 3, range(0, 12))
-    model = fit(cnn(), x, y, 5)
+    model = fit_reward(cnn(), x, y, 5)
     soft = torch.softmax(torch.randn(3, LEN, V), -1).flatten(1).requires_grad_(True)
     model.predict(soft).mean.sum().backward()
     assert soft.grad is not None and soft.grad.abs().sum() > 0

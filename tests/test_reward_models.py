@@ -1,9 +1,9 @@
 """Reward models: recovery, shrinking bonus, Thompson draws, gradients, standardisation."""
 
-import lightning as L
 import pytest
 import torch
 
+from helpers import fit_reward
 from seiko.reward import BayesLinearRewardModel, EnsembleRewardModel, GPRewardModel, Posterior
 
 # name -> (constructor, Trainer epochs, held-out RMSE tolerance; y has std ~0.8)
@@ -23,17 +23,10 @@ def toy(n: int, seed: int, lo: float = -1.0, hi: float = 1.0):
     return x, torch.sin(3 * x[:, 0]) + x[:, 1] ** 2
 
 
-def fit(model, x, y, epochs):
-    model.set_data(x, y)
-    L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False).fit(model)
-    return model
-
-
 @pytest.fixture(scope="module", params=list(MODELS))
 def fitted(request):
     make, epochs, tol = MODELS[request.param]
-    return request.param, fit(make(), *toy(200, 0), epochs), tol
+    return request.param, fit_reward(make(), *toy(200, 0), epochs), tol
 
 
 def test_recovers_known_function(fitted):
@@ -70,7 +63,7 @@ def test_thompson_draw_is_a_fixed_different_function(fitted):
 def test_thompson_draws_match_posterior(name):
     """Pathwise GP draws (RFF prior + update) and Bayesian-last-layer draws have predict's moments."""
     make, epochs, _ = MODELS[name]
-    model = fit(make(), *toy(100, 0), epochs)
+    model = fit_reward(make(), *toy(100, 0), epochs)
     post = model.predict(PROBES)
     with torch.no_grad():
         draws = torch.stack([model.sample_function(torch.Generator().manual_seed(s))(PROBES) for s in range(300)])
@@ -84,12 +77,12 @@ def test_bonus_shrinks_where_labels_accumulate(name):
     make, epochs, _ = MODELS[name]
     x, y = toy(100, 2, lo=-1.0, hi=0.0)  # labels only in the lower-left quadrant
     covered, target = torch.tensor([[-0.5, -0.5]]), torch.tensor([[0.7, 0.7]])
-    model = fit(make(), x, y, epochs)
+    model = fit_reward(make(), x, y, epochs)
     std_covered, std_target = model.predict(covered).std.item(), model.predict(target).std.item()
     assert std_covered < 0.5 * std_target, (std_covered, std_target)
     near = target + 0.1 * torch.randn(100, 2, generator=torch.Generator().manual_seed(3))
     x2 = torch.cat([x, near])
-    model = fit(make(), x2, torch.sin(3 * x2[:, 0]) + x2[:, 1] ** 2, epochs)
+    model = fit_reward(make(), x2, torch.sin(3 * x2[:, 0]) + x2[:, 1] ** 2, epochs)
     std_after = model.predict(target).std.item()
     assert std_after < 0.5 * std_target, f"{name}: std at target {std_target:.4f} -> {std_after:.4f}"
 
@@ -99,8 +92,8 @@ def test_labels_are_standardised(name):
     make, _, _ = MODELS[name]
     x, y = toy(100, 4)
     xt = toy(20, 5)[0]
-    a = fit(make(), x, y, 60).predict(xt)
-    b = fit(make(), x, y * 1000 + 5, 60).predict(xt)
+    a = fit_reward(make(), x, y, 60).predict(xt)
+    b = fit_reward(make(), x, y * 1000 + 5, 60).predict(xt)
     torch.testing.assert_close(b.mean, a.mean * 1000 + 5, atol=10.0, rtol=0)  # 1% of a label unit
     torch.testing.assert_close(b.std, a.std * 1000, atol=10.0, rtol=0.02)
 
@@ -108,7 +101,7 @@ def test_labels_are_standardised(name):
 def test_ensemble_heads_are_bootstrapped_and_deterministic():
     make, epochs, _ = MODELS["ensemble"]
     x, y = toy(100, 6)
-    m1, m2 = fit(make(), x, y, 50), fit(make(), x, y, 50)
+    m1, m2 = fit_reward(make(), x, y, 50), fit_reward(make(), x, y, 50)
     h = m1.heads(PROBES)
     assert h.shape == (4, len(PROBES))
     torch.testing.assert_close(m1.predict(PROBES).mean, h.mean(0))
@@ -121,7 +114,7 @@ def test_ensemble_heads_are_bootstrapped_and_deterministic():
 def test_gp_has_no_heads_and_subsamples_beyond_max_exact():
     x, y = toy(200, 7)
     with pytest.warns(UserWarning, match="max_exact"):
-        model = fit(GPRewardModel(max_exact=80), x, y, 50)
+        model = fit_reward(GPRewardModel(max_exact=80), x, y, 50)
     assert model.x_fit.shape == (80, 2) and model.n_labels == 200
     assert not model.has_heads
     with pytest.raises(NotImplementedError, match="use reward=ensemble"):

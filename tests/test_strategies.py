@@ -1,12 +1,11 @@
 """Exploration strategies: exact objectives, errors, Thompson draws, gradients."""
 
-import lightning as L
 import pytest
 import torch
 
 from seiko.reward import BayesLinearRewardModel, EnsembleRewardModel, GPRewardModel
 from seiko.strategies import UCB, Bootstrap, Greedy, NonAdaptive, Strategy, ThompsonSampling
-from helpers import gen
+from helpers import fit_reward, gen
 
 ALL = [NonAdaptive, Greedy, UCB, Bootstrap, ThompsonSampling]
 X = torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.9, 0.9], [2.0, -2.0]])
@@ -21,10 +20,7 @@ def models():
                                 ("ensemble", EnsembleRewardModel(hidden=32, batch_size=None, lr=1e-2), 100),
                                 ("bayes_linear", BayesLinearRewardModel(hidden=32, feature_dim=16,
                                                                         batch_size=None, lr=1e-2), 100)]:
-        model.set_data(x, y)
-        L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False).fit(model)
-        out[name] = model
+        out[name] = fit_reward(model, x, y, epochs)
     return out
 
 
