@@ -95,30 +95,17 @@ def default_run(overrides: list[str], runs_dir: Path) -> dict:
 def fit_scaling(models: list[str], sizes: list[int], seed: int) -> list[dict]:
     """(b) Fit time of each reward model on N labels, plus one posterior (mean + std) with its
     gradient on 256 designs, the call fine-tuning repeats (for the GP it includes the Cholesky)."""
-    import lightning as L
-    import torch
-    import torch.nn.functional as F
-    from hydra.utils import instantiate
+    from ehrlich_fits import chain_labels, fit_reward_config
 
     from seiko.api import compose
-    from seiko.domains import ProteinDomain
 
-    domain = ProteinDomain(num_states=32, dim=32, num_motifs=2, motif_length=4, quantization=4, seed=0)
-    tokens = domain.pretraining_data(max(sizes) + 256, torch.Generator().manual_seed(seed))
-    values = torch.as_tensor(domain.oracle(domain.decode(tokens)), dtype=torch.float32)
-    x, y = F.one_hot(tokens, 32).float().flatten(1), torch.nan_to_num(values, neginf=0.0)
+    x, y = chain_labels(max(sizes) + 256, seed)
     query = x[-256:]
     rows = []
     for name in models:
         cfg = compose([f"reward={name}", f"seed={seed}"])
         for n in sorted(sizes):
-            model = instantiate(cfg.reward.model)
-            model.set_data(x[:n], y[:n])
-            trainer = L.Trainer(accelerator="cpu", max_epochs=cfg.reward.max_epochs, logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-            start = time.perf_counter()
-            trainer.fit(model)
-            fit = time.perf_counter() - start
+            model, fit = fit_reward_config(cfg, x[:n], y[:n])
             start = time.perf_counter()
             q = query.clone().requires_grad_()
             post = model.predict(q)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +19,15 @@ FIELDS = ["motifs", "model", "labels", "seed", "rmse", "spearman", "top20_label"
 
 
 def evaluate(motifs: int, name: str, n: int, seed: int, num_test: int = 2000) -> dict:
-    import lightning as L
     import torch
-    import torch.nn.functional as F
-    from hydra.utils import instantiate
+    from ehrlich_fits import chain_labels, fit_reward_config
     from scipy.stats import spearmanr
 
     from seiko.api import compose
-    from seiko.domains import ProteinDomain
 
-    domain = ProteinDomain(num_states=32, dim=32, num_motifs=motifs, motif_length=4, quantization=4, seed=0)
-    tokens = domain.pretraining_data(n + num_test, torch.Generator().manual_seed(1000 + seed))
-    values = torch.as_tensor(domain.oracle(domain.decode(tokens)), dtype=torch.float32)
-    x, y = F.one_hot(tokens, 32).float().flatten(1), torch.nan_to_num(values, neginf=0.0)
+    x, y = chain_labels(n + num_test, 1000 + seed, motifs)
     cfg = compose([f"reward={name}", f"seed={seed}", f"domain.num_motifs={motifs}"])
-    model = instantiate(cfg.reward.model)
-    model.set_data(x[:n], y[:n])
-    start = time.perf_counter()
-    L.Trainer(accelerator="cpu", max_epochs=cfg.reward.max_epochs, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False).fit(model)
-    seconds = time.perf_counter() - start
+    model, seconds = fit_reward_config(cfg, x[:n], y[:n])
     with torch.no_grad():
         pred = model.predict(x[n:]).mean.numpy()
     truth = y[n:].numpy()
