@@ -73,6 +73,8 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("strategy.bonus=-2", "strategy.bonus"),
     ("finetune.lr=0", "finetune.lr"),
     ("seed=1.5", "seed"),
+    ("reward.infeasible_value=lowest", "reward.infeasible_value"),
+    ("reward.infeasible_value=min-std", "reward.infeasible_value"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
     with pytest.raises(ConfigError) as err:

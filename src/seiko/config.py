@@ -1,6 +1,8 @@
 """Checks of a composed config that Hydra cannot make, each failing with one line naming the field."""
 from __future__ import annotations
 
+import re
+
 from omegaconf import DictConfig, ListConfig
 
 
@@ -36,6 +38,10 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "strategy.bonus", 0)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)
+    fill = cfg.reward.get("infeasible_value")
+    if isinstance(fill, bool) or not (fill is None or isinstance(fill, (int, float))
+                                      or isinstance(fill, str) and re.fullmatch(r"min-\d+(\.\d*)?std", fill)):
+        raise ConfigError(f"reward.infeasible_value must be a number, null or 'min-<k>std' (e.g. min-1std), got {fill!r}")
     if cfg.eval.with_oracle not in (True, False, "auto"):
         raise ConfigError(f"eval.with_oracle must be true, false or auto, got {cfg.eval.with_oracle!r}")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):

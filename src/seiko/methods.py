@@ -7,6 +7,7 @@ for every comparison.
 from __future__ import annotations
 
 import copy
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
@@ -115,12 +116,35 @@ class RoundObjective(nn.Module):
         return {**super().__getstate__(), "_fn": None}
 
 
-def impute(values: np.ndarray, infeasible_value: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels for fitting: infeasible ones set to ``infeasible_value`` (or dropped if None)."""
+RELATIVE = re.compile(r"min-(\d+(?:\.\d*)?)std")
+
+
+def infeasible_fill(feasible: np.ndarray, infeasible_value: float | str) -> float:
+    """The label an infeasible design is fitted with.
+
+    A number is used as is. ``"min-<k>std"`` puts it k standard deviations of the feasible
+    labels below the lowest one: a penalty on the oracle's own scale, so one setting steers
+    away from infeasible designs as firmly on a function whose labels span 0.01 as on one
+    whose labels span 1 (a fixed -0.1 is a cliff on the first and a bump on the second).
+    With fewer than two feasible labels there is no scale yet, and the lowest label (or 0)
+    is used.
+    """
+    if not isinstance(infeasible_value, str):
+        return float(infeasible_value)
+    match = RELATIVE.fullmatch(infeasible_value)
+    if match is None:
+        raise ValueError(f"reward.infeasible_value must be a number, null or 'min-<k>std', got {infeasible_value!r}")
+    if len(feasible) == 0:
+        return 0.0
+    return float(feasible.min() - float(match.group(1)) * (feasible.std() if len(feasible) > 1 else 0.0))
+
+
+def impute(values: np.ndarray, infeasible_value: float | str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels for fitting: infeasible ones set to ``infeasible_fill`` (or dropped if None)."""
     finite = np.isfinite(values)
     if infeasible_value is None:
         return values[finite], finite
-    return np.where(finite, values, infeasible_value), np.ones_like(finite)
+    return np.where(finite, values, infeasible_fill(values[finite], infeasible_value)), np.ones_like(finite)
 
 
 class SeikoMethod(FinetunedMethod):
