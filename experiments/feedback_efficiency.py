@@ -41,12 +41,23 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S', time.gmtime(time.time() - START))}] {msg}", flush=True)
 
 
-def schedule(budgets: list[int], first_rounds: int) -> list[int]:
-    """Queries per round so that cumulative sums hit every budget; the first budget is split
-    into ``first_rounds`` rounds so adaptive methods get feedback before the first read-out."""
-    b = sorted(set(budgets))
-    first = [b[0] // first_rounds + (i < b[0] % first_rounds) for i in range(first_rounds)]
-    return [q for q in first if q > 0] + [y - x for x, y in zip(b, b[1:])]
+def split(total: int, parts: int) -> list[int]:
+    """``total`` queries in ``parts`` rounds as equal as integers allow."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def schedule(budgets: list[int], first_rounds: int, round_size: int | None = None) -> list[int]:
+    """Queries per round so that cumulative sums hit every budget.
+
+    By default the first budget is split into ``first_rounds`` rounds (so adaptive methods get
+    feedback before the first read-out) and every later gap is one round. With ``round_size``,
+    every gap is split into rounds of at most that many queries: more, smaller rounds, i.e. more
+    chances to adapt for the same labels, at the cost of one reward fit and fine-tuning each.
+    """
+    b = [0] + sorted(set(budgets))
+    if round_size:
+        return [q for x, y in zip(b, b[1:]) for q in split(y - x, -(-(y - x) // round_size))]
+    return [q for q in split(b[1], first_rounds) if q > 0] + [y - x for x, y in zip(b[1:], b[2:])]
 
 
 def plan(args) -> list[dict]:
@@ -58,7 +69,7 @@ def plan(args) -> list[dict]:
         if method in SINGLE_ROUND:
             runs += [dict(key, dir=base / f"b{b}", per_round=[b], budgets=[b]) for b in budgets]
         else:
-            runs.append(dict(key, dir=base, per_round=schedule(budgets, args.first_rounds), budgets=budgets))
+            runs.append(dict(key, dir=base, per_round=schedule(budgets, args.first_rounds, args.round_size), budgets=budgets))
     return runs
 
 
@@ -221,6 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
     p.add_argument("--first-rounds", type=int, default=2, help="rounds the first budget is split into (default 2)")
+    p.add_argument("--round-size", type=int, default=None, help="split every budget gap into rounds of at most N "
+                                                                "queries (overrides --first-rounds)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"run directories (default {DEFAULT_OUT})")
     p.add_argument("--results", help=f"tables and plot (default {DEFAULT_RESULTS}, or <out>/results for another --out)")
     p.add_argument("--finetune-steps", type=int, default=None, help="shortcut for --override finetune.steps=N")
