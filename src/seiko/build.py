@@ -1,6 +1,7 @@
 """Turn a composed config into a ready FeedbackLoop (the CLI and the Python API share this)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from functools import partial
@@ -53,6 +54,23 @@ def _fit(cfg: DictConfig, out_dir: Path, kind: str, module, round: int, **traine
     return {f"{kind}/{k.split('/')[-1]}": float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
+def constrain_support(cfg: DictConfig, denoiser, family, spec: dict):
+    """With ``finetune.support_eps`` > 0, the fine-tuned policy is a ``SupportConstrained`` one:
+    tokens the pretrained model gives less than eps are masked at every step. Its checkpoints
+    hold both networks, so ``seiko sample`` rebuilds it from the round's file alone."""
+    eps = cfg.finetune.get("support_eps") or 0.0
+    if eps == 0.0:
+        return denoiser, spec
+    if not hasattr(family, "mask_id"):
+        raise ConfigError(f"finetune.support_eps: a support mask needs categorical (masked) diffusion, "
+                          f"not {type(family).__name__}; set it to 0")
+    from seiko.diffusion import SupportConstrained
+
+    wrapped = SupportConstrained(denoiser, copy.deepcopy(denoiser), eps)
+    return wrapped, dict(spec, denoiser={"_target_": "seiko.diffusion.SupportConstrained", "policy": spec["denoiser"],
+                                         "reference": spec["denoiser"], "eps": eps})
+
+
 def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path):
     method = cfg.strategy.method
     if method == "best_of_n":
@@ -60,6 +78,7 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
     if method == "genetic":
         return GeneticMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size,
                              cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)
+    denoiser, spec = constrain_support(cfg, denoiser, family, spec)
     finetune_factory = instantiate(cfg.finetune.module)
     clip = {"gradient_clip_val": cfg.finetune.grad_clip} if cfg.finetune.get("grad_clip") else {}
     fit_policy = partial(_fit, cfg, out_dir, "finetune", max_epochs=1, **clip)

@@ -40,10 +40,22 @@ def read_spec(path: str | Path) -> dict:
     return json.loads(meta["seiko"])
 
 
+def _targets(cfg):
+    """Every ``_target_`` in a nested spec (a wrapped policy names its inner networks too)."""
+    if isinstance(cfg, dict):
+        if "_target_" in cfg:
+            yield cfg["_target_"]
+        for value in cfg.values():
+            yield from _targets(value)
+    elif isinstance(cfg, list):
+        for value in cfg:
+            yield from _targets(value)
+
+
 def _build(cfg: dict):
-    target = cfg.get("_target_", "")
-    if not target.startswith("seiko."):
-        raise CheckpointError(f"refusing to build {target!r} from a checkpoint: only seiko classes")
+    for target in [cfg.get("_target_", ""), *_targets(cfg)]:
+        if not target.startswith("seiko."):
+            raise CheckpointError(f"refusing to build {target!r} from a checkpoint: only seiko classes")
     return instantiate(cfg)
 
 

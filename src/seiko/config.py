@@ -32,6 +32,9 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "budget.oracle_batch_size", 1)
     _number(cfg, "finetune.kl_pretrained", 0)
     _number(cfg, "finetune.kl_previous", 0)
+    _number(cfg, "finetune.support_eps", 0)
+    if (cfg.finetune.get("support_eps") or 0) >= 1:
+        raise ConfigError(f"finetune.support_eps must be < 1 (a probability floor), got {cfg.finetune.support_eps}")
     _number(cfg, "finetune.lr", 0, strict=True)
     _number(cfg, "finetune.batch_size", 1)
     _number(cfg, "finetune.steps", 1)

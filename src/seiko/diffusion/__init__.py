@@ -5,7 +5,8 @@ from seiko.diffusion.gaussian import GaussianDiffusion
 from seiko.diffusion.masked import MaskedDiffusion
 from seiko.diffusion.sampler import Rollout, Trajectory, relaxed_rollout, sample, trajectory_log_probs
 from seiko.diffusion.steps import CategoricalStep, GaussianStep
+from seiko.diffusion.support import SupportConstrained
 
 __all__ = ["NoiseFamily", "MaskedDiffusion", "GaussianDiffusion", "CategoricalStep", "GaussianStep",
            "SequenceDenoiser", "MLPDenoiser", "sample", "trajectory_log_probs", "relaxed_rollout",
-           "Trajectory", "Rollout"]
+           "Trajectory", "Rollout", "SupportConstrained"]

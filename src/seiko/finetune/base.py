@@ -57,4 +57,5 @@ class Finetuner(L.LightningModule):
             self.log(f"finetune/kl_{name}_per_dim", value.mean() / dims)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        trainable = [p for p in self.denoiser.parameters() if p.requires_grad]  # not a frozen support reference
+        return torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
