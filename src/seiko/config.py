@@ -6,6 +6,10 @@ import re
 from omegaconf import DictConfig, ListConfig
 
 
+# reward.infeasible_value as a rule: k standard deviations of the feasible labels below the lowest
+INFEASIBLE_RULE = re.compile(r"min-(\d+(?:\.\d*)?)std")
+
+
 class ConfigError(ValueError):
     """A bad setting; the CLI prints its message as one line and exits with status 2."""
 
@@ -43,7 +47,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "eval.num_samples", 0)
     fill = cfg.reward.get("infeasible_value")
     if isinstance(fill, bool) or not (fill is None or isinstance(fill, (int, float))
-                                      or isinstance(fill, str) and re.fullmatch(r"min-\d+(\.\d*)?std", fill)):
+                                      or isinstance(fill, str) and INFEASIBLE_RULE.fullmatch(fill)):
         raise ConfigError(f"reward.infeasible_value must be a number, null or 'min-<k>std' (e.g. min-1std), got {fill!r}")
     if cfg.eval.with_oracle not in (True, False, "auto"):
         raise ConfigError(f"eval.with_oracle must be true, false or auto, got {cfg.eval.with_oracle!r}")

@@ -7,7 +7,6 @@ for every comparison.
 from __future__ import annotations
 
 import copy
-import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seiko.checkpoint import save_policy
+from seiko.config import INFEASIBLE_RULE
 from seiko.diffusion import Trajectory, sample, trajectory_log_probs
 
 
@@ -116,9 +116,6 @@ class RoundObjective(nn.Module):
         return {**super().__getstate__(), "_fn": None}
 
 
-RELATIVE = re.compile(r"min-(\d+(?:\.\d*)?)std")
-
-
 def infeasible_fill(feasible: np.ndarray, infeasible_value: float | str) -> float:
     """The label an infeasible design is fitted with.
 
@@ -131,7 +128,7 @@ def infeasible_fill(feasible: np.ndarray, infeasible_value: float | str) -> floa
     """
     if not isinstance(infeasible_value, str):
         return float(infeasible_value)
-    match = RELATIVE.fullmatch(infeasible_value)
+    match = INFEASIBLE_RULE.fullmatch(infeasible_value)
     if match is None:
         raise ValueError(f"reward.infeasible_value must be a number, null or 'min-<k>std', got {infeasible_value!r}")
     if len(feasible) == 0:
