@@ -1,6 +1,7 @@
 """The support constraint: fine-tuned policies only put mass where the pretrained model does."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -113,3 +114,75 @@ def test_support_needs_categorical_diffusion(tiny):
     cfg = compose(tiny + ["finetune.support_eps=0.01"])
     with pytest.raises(ConfigError, match=r"^finetune\.support_eps.*GaussianDiffusion"):
         constrain_support(cfg, MLPDenoiser(4), GaussianDiffusion((4,), num_steps=5), {"denoiser": {}})
+
+
+def _references(eps=0.05):
+    """A trained-looking policy, and the pretrained and previous-round KL references built as
+    the fine-tuners build them: frozen deep copies of constrained wrappers."""
+    from seiko.finetune.base import frozen
+
+    torch.manual_seed(0)
+    net = lambda: SequenceDenoiser(8, 12, d_model=16, num_layers=1, num_heads=2)  # noqa: E731
+    pretrained_net = net()
+    pretrained = SupportConstrained(pretrained_net, copy.deepcopy(pretrained_net), eps)
+    policy = copy.deepcopy(pretrained)
+
+    def step_away():  # as a round of fine-tuning moves the policy
+        with torch.no_grad():
+            for p in policy.policy.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+
+    step_away()
+    previous = frozen(policy)
+    step_away()
+    return policy.train(), frozen(pretrained), previous
+
+
+def _plain(wrapper, state, time):
+    """The constrained logits computed the obvious way, two forwards and no memo."""
+    log_p = torch.log_softmax(wrapper.reference(state, time).float(), -1)
+    outside = (log_p < math.log(wrapper.eps)) & (log_p < log_p.amax(-1, keepdim=True))
+    return wrapper.policy(state, time).masked_fill(outside, MASKED_LOGIT)
+
+
+def test_one_reference_forward_per_step_gives_the_same_kls_as_plain_masking():
+    """The policy and both KL references share the pretrained weights' forward at each step; the
+    per-step KLs equal those of masking each model on its own."""
+    family = MaskedDiffusion(8, 12)
+    policy, pretrained, previous = _references()
+    calls = []
+    for wrapper in (policy, pretrained, previous):
+        wrapper.reference.register_forward_hook(lambda *args: calls.append(1))
+    pretrained.policy.register_forward_hook(lambda *args: calls.append("pretrained policy"))
+    rollout = relaxed_rollout(policy, family, 6, {"pretrained": pretrained, "previous": previous}, gen(3),
+                              grad_steps=0, use_checkpoint=False)
+    assert len(calls) == family.num_steps  # not 3 per step, and none of the pretrained copy
+    plain = {name: torch.zeros(6) for name in ("pretrained", "previous")}
+    state, generator = family.relax(family.prior(6, gen(3))), gen(3)
+    family.prior(6, generator)  # the same draws as the rollout from here on
+    with torch.no_grad():
+        for step in range(family.num_steps):
+            sel = family.selection(state, step, generator)
+            time = family.model_time(step, 6)
+            dist = family.transition(_plain(policy, state, time), state, step, sel)
+            for name, ref in (("pretrained", pretrained), ("previous", previous)):
+                plain[name] += dist.kl(family.transition(_plain(ref, state, time), state, step, sel))
+            state = family.advance_relaxed(dist, state, 1.0, generator)
+    for name in plain:
+        torch.testing.assert_close(rollout.kl[name], plain[name], rtol=1e-4, atol=1e-4)
+    assert (rollout.kl["previous"] > 0).all() and (rollout.kl["pretrained"] > 0).all()
+
+
+def test_the_memo_never_serves_a_changed_state_or_reference():
+    policy, pretrained, _ = _references(eps=0.2)
+    policy.eval()
+    state, time = torch.full((3, 12), 8), torch.zeros(3)
+    state[:, :4] = torch.arange(4)
+    torch.testing.assert_close(policy(state, time), _plain(policy, state, time))
+    state[:, 4:8] = 5  # in place: a new version of the same storage
+    torch.testing.assert_close(policy(state, time), _plain(policy, state, time))
+    # new reference weights loaded through the wrapper (as a round's checkpoint is): new digest
+    other = SequenceDenoiser(8, 12, d_model=16, num_layers=1, num_heads=2)
+    policy.load_state_dict({**policy.state_dict(), **{f"reference.{k}": v for k, v in other.state_dict().items()}})
+    torch.testing.assert_close(policy(state, time), _plain(policy, state, time))
+    assert not torch.equal(policy(state, time), pretrained(state, time))
