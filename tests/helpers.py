@@ -48,10 +48,5 @@ def gen(seed: int) -> torch.Generator:
 
 
 def fit_reward(model, x, y, epochs: int):
-    """Set a reward model's data and fit it with a bare, silent Lightning Trainer, as the loop does."""
-    import lightning as L
-
-    model.set_data(x, y)
-    L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False).fit(model)
-    return model
+    """Set a reward model's data and fit it for ``epochs`` (``RewardModel.fit_labels``)."""
+    return model.fit_labels(x, y, epochs)

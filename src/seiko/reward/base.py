@@ -77,6 +77,17 @@ class RewardModel(L.LightningModule, ABC):
         self._build(self.x_train, self.y_train)
         self.train()  # predict() switches to eval; fitting starts in train mode
 
+    def fit_labels(self, x: Tensor, y: Tensor, max_epochs: int) -> "RewardModel":
+        """``set_data`` then fit on the CPU with a bare, silent Lightning Trainer; returns self.
+
+        For a notebook, a test or a benchmark: labels at hand, no run directory, no logger.
+        The feedback loop fits through its configured trainer instead (``trainer`` group).
+        """
+        self.set_data(x, y)
+        L.Trainer(accelerator="cpu", max_epochs=max_epochs, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(self)
+        return self
+
     @property
     def n_labels(self) -> int:
         return self.x_train.shape[0]
