@@ -30,6 +30,7 @@ test-slow: install
 bench: install
 	$(PY) experiments/compute.py
 	$(PY) experiments/reward_models.py
+	$(PY) experiments/support_eps.py
 	$(PY) experiments/feedback_efficiency.py
 
 sweep: install
