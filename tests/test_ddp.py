@@ -64,7 +64,7 @@ def test_every_rank_runs_the_loop_but_only_rank_zero_buys_labels(tiny, tmp_path)
         [sys.executable, "-m", "seiko", *tiny, "strategy=ucb", "trainer=ddp", "trainer.accelerator=cpu",
          "trainer.strategy.start_method=popen", "oracle._target_=helpers.CountingOracle", f"+oracle.log={log}",
          f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, env=seiko_env(), capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, env=seiko_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "train_ddp_process_1.log").is_file()  # rank 1 ran the script too
     assert len(log.read_text().splitlines()) == 32  # 2 ranks, each label bought once

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import sqlite3
 
 import numpy as np
@@ -172,3 +174,30 @@ def test_csv_import_missing_header(ledger, tmp_path):
     with pytest.raises(LedgerError, match="line 1"):
         ledger.import_labels_csv(empty)
     assert ledger.num_labelled() == 0
+
+
+def _open_at_once(path, barrier, results):
+    barrier.wait()  # every process opens the new ledger in the same instant, as DDP ranks do
+    try:
+        with Ledger(path) as ledger:
+            ledger.set_meta(f"pid{os.getpid()}", "here")
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        results.put(repr(e))
+
+
+def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path):
+    """Regression: two ranks creating the ledger together made one of them fail with
+    'database is locked' (the journal-mode switch does not wait); about 1 trial in 8 did."""
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(24):
+        path = tmp_path / f"ledger{trial}.sqlite"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [results.get(timeout=5) for _ in procs] == ["ok"] * 4, f"trial {trial}"
+        with Ledger(path) as ledger:
+            assert sum(ledger.get_meta(f"pid{p.pid}") == "here" for p in procs) == 4

@@ -29,10 +29,23 @@ def is_rank_zero() -> bool:
     return global_rank() == 0
 
 
+class LauncherGone(RuntimeError):
+    """The process that started this rank exited: nobody will ever commit what it waits for."""
+
+
 def wait_for(condition: Callable[[], bool], what: str, poll: float = 1.0) -> None:
-    """Block until ``condition()``; rank 0 may be waiting on a slow oracle, so no time limit."""
-    start = time.time()
+    """Block until ``condition()``; rank 0 may be waiting on a slow oracle, so no time limit.
+
+    But not forever: Lightning's popen launcher starts the other ranks as children of rank 0,
+    and torchrun or SLURM as children of their agent. Once that parent is gone (rank 0 failed
+    or was killed) this rank is an orphan, and it stops instead of waiting, and holding its
+    parent's output pipes open, for good.
+    """
+    parent, start = os.getppid(), time.time()
     while not condition():
+        if os.getppid() != parent:
+            raise LauncherGone(f"rank {global_rank()}: the process that started it (pid {parent}) exited while "
+                               f"it waited for {what}; resume=true carries on from the ledger")
         if time.time() - start > 60:
             log.info("rank %d waiting for %s", global_rank(), what)
             start = time.time()

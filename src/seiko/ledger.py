@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 SCHEMA_VERSION = "1"
+BUSY_SECONDS = 60.0  # how long a process waits for another's write (every rank opens the ledger)
 STAGES = ("sampled", "labelled", "fitted", "finetuned")
 
 # value is TEXT (repr of the float) because SQLite stores a REAL NaN as NULL; a row is
@@ -75,8 +76,8 @@ class Ledger:
         self.path = Path(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write is
         # committed explicitly and multi-row writes are all-or-nothing.
-        self._conn = sqlite3.connect(str(path), isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_SECONDS)
+        self._use_wal()
         self._conn.execute("PRAGMA synchronous=FULL")  # survive power loss, not just crashes
         with self._tx():  # not executescript(): it would COMMIT outside our transaction
             for stmt in _SCHEMA.split(";"):
@@ -88,6 +89,23 @@ class Ledger:
         if version != SCHEMA_VERSION:
             self._conn.close()
             raise LedgerError(f"{path}: schema_version {version}, expected {SCHEMA_VERSION}")
+
+    def _use_wal(self) -> None:
+        """Switch to write-ahead logging, so readers (other ranks, `seiko sample`) never block a write.
+
+        Two processes opening a new ledger at once (DDP ranks) can both try the switch; SQLite
+        then answers "database is locked" at once, without its busy wait, so we wait here.
+        """
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    self._conn.close()
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
