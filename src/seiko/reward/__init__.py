@@ -3,6 +3,8 @@
 from seiko.reward.base import Posterior, RewardModel
 from seiko.reward.bayes_linear import BayesLinearRewardModel
 from seiko.reward.ensemble import EnsembleRewardModel
+from seiko.reward.features import PairFeatures
 from seiko.reward.gp import GPRewardModel
 
-__all__ = ["Posterior", "RewardModel", "GPRewardModel", "EnsembleRewardModel", "BayesLinearRewardModel"]
+__all__ = ["Posterior", "RewardModel", "GPRewardModel", "EnsembleRewardModel", "BayesLinearRewardModel",
+           "PairFeatures"]

@@ -14,6 +14,10 @@ exact GP's would be (conservative).
 ``sample_function`` draws f ~ GP posterior pathwise (Wilson et al. 2020): a prior draw
 from random Fourier features of the learned kernel plus the data-dependent update
 k(x, X) (K + sigma^2 I)^-1 (y - f_prior(X) - eps).
+
+``features`` (optional) maps designs to the kernel's inputs first, e.g.
+``seiko.reward.PairFeatures`` (``reward=gp_pairs``): the kernel, its lengthscale heuristic and
+the Fourier features of Thompson draws then all live in that feature space.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Callable
 
 import gpytorch
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from seiko.reward.base import Posterior, RewardModel, seeded
@@ -34,9 +38,12 @@ class _ExactGP(gpytorch.models.ExactGP):
     def __init__(self, x: Tensor, y: Tensor, likelihood, kernel: str, nu: float, ard: bool):
         super().__init__(x, y, likelihood)
         dims = x.shape[1] if ard else None
+        self.mean_module = gpytorch.means.ConstantMean()
+        if kernel == "linear":  # Bayesian linear regression on the inputs; its variance is the scale
+            self.covar_module = gpytorch.kernels.LinearKernel()
+            return
         base = (gpytorch.kernels.RBFKernel(ard_num_dims=dims) if kernel == "rbf"
                 else gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=dims))
-        self.mean_module = gpytorch.means.ConstantMean()
         self.covar_module = gpytorch.kernels.ScaleKernel(base)
 
     def forward(self, x: Tensor):
@@ -46,13 +53,15 @@ class _ExactGP(gpytorch.models.ExactGP):
 class GPRewardModel(RewardModel):
     def __init__(self, kernel: str = "rbf", nu: float = 2.5, ard: bool = False, lr: float = 0.05,
                  noise_lower_bound: float = 1e-4, max_exact: int = 4000,
-                 num_fourier_features: int = 2048, seed: int = 0) -> None:
+                 num_fourier_features: int = 2048, seed: int = 0, features: nn.Module | None = None) -> None:
         super().__init__()
-        if kernel not in ("rbf", "matern") or nu not in (0.5, 1.5, 2.5):
-            raise ValueError(f"kernel must be 'rbf' or 'matern' with nu in (0.5, 1.5, 2.5); got {kernel!r}, {nu}")
-        self.save_hyperparameters()
+        if kernel not in ("rbf", "matern", "linear") or nu not in (0.5, 1.5, 2.5):
+            raise ValueError(f"kernel must be 'rbf', 'matern' (nu in 0.5, 1.5, 2.5) or 'linear'; got {kernel!r}, {nu}")
+        self.save_hyperparameters(ignore=["features"])
+        self.features = features
         self.gp: _ExactGP | None = None
         self.register_buffer("x_fit", torch.empty(0, 0), persistent=False)  # exact-GP data
+        self.register_buffer("f_fit", torch.empty(0, 0), persistent=False)  # its kernel inputs
         self.register_buffer("y_fit", torch.empty(0), persistent=False)
         self._cache: tuple[Tensor, Tensor] | None = None  # (Cholesky L, alpha), float64
 
@@ -65,16 +74,20 @@ class GPRewardModel(RewardModel):
             idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(hp.seed))[: hp.max_exact]
             x, y = x[idx.to(x.device)], y[idx.to(x.device)]
         self.x_fit, self.y_fit = x, y
+        with torch.no_grad():
+            self.f_fit = self._phi(x)
         with seeded(hp.seed):
             lik = gpytorch.likelihoods.GaussianLikelihood(
                 noise_constraint=gpytorch.constraints.GreaterThan(hp.noise_lower_bound))
-            self.gp = _ExactGP(x, y, lik, hp.kernel, hp.nu, hp.ard).to(x.device)
+            self.gp = _ExactGP(self.f_fit, y, lik, hp.kernel, hp.nu, hp.ard).to(x.device)
         lik.noise = max(0.1, 2 * hp.noise_lower_bound)
-        # Median heuristic: one-hot designs are ~sqrt(2 * Hamming) apart, far from 1.0.
-        sub = x[: 1000]
-        dist = torch.cdist(sub, sub)
-        med = dist[dist > 0].median() if (dist > 0).any() else torch.tensor(1.0)
-        self.gp.covar_module.base_kernel.lengthscale = med.clamp_min(1e-3).item()
+        sub = self.f_fit[: 1000]
+        if hp.kernel == "linear":  # start at prior variance ~1 for a typical design (labels are standardised)
+            self.gp.covar_module.variance = 1.0 / sub.pow(2).sum(1).median().clamp_min(1e-6).item()
+        else:  # median heuristic: one-hot designs are ~sqrt(2 * Hamming) apart, far from 1.0
+            dist = torch.cdist(sub, sub)
+            med = dist[dist > 0].median() if (dist > 0).any() else torch.tensor(1.0)
+            self.gp.covar_module.base_kernel.lengthscale = med.clamp_min(1e-3).item()
         self._cache = None
 
     def train_dataloader(self) -> DataLoader:
@@ -93,15 +106,20 @@ class GPRewardModel(RewardModel):
     def training_step(self, batch, batch_idx):
         self._cache = None
         self.gp.train()
-        self.gp.set_train_data(self.x_fit, self.y_fit, strict=False)
+        self.gp.set_train_data(self.f_fit, self.y_fit, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.gp.likelihood, self.gp)
         with gpytorch.settings.max_cholesky_size(self.hparams.max_exact + 1):
-            loss = -mll(self.gp(self.x_fit), self.y_fit)
+            loss = -mll(self.gp(self.f_fit), self.y_fit)
         self.log("reward/gp_nll", loss, batch_size=1)
         return loss
 
     # ------------------------------------------------------------------ posterior
+    def _phi(self, x: Tensor) -> Tensor:
+        """Designs [B, D] -> kernel inputs (the identity without ``features``)."""
+        return x if self.features is None else self.features(x)
+
     def _k(self, a: Tensor, b: Tensor) -> Tensor:
+        """Kernel matrix between kernel inputs (already through ``_phi``)."""
         return self.gp.covar_module(a, b).to_dense()
 
     def _solve_cache(self) -> tuple[Tensor, Tensor]:
@@ -109,7 +127,7 @@ class GPRewardModel(RewardModel):
         if self._cache is None:
             self._check_fitted()
             with torch.no_grad():
-                K = self._k(self.x_fit, self.x_fit).double()
+                K = self._k(self.f_fit, self.f_fit).double()
                 K.diagonal().add_(self.gp.likelihood.noise.double().squeeze())
                 L, info = torch.linalg.cholesky_ex(K)
                 jitter = 1e-8
@@ -125,22 +143,28 @@ class GPRewardModel(RewardModel):
     def predict(self, x: Tensor) -> Posterior:
         self._check_fitted(x)
         L, alpha = self._solve_cache()
-        x = x.to(self.x_fit.dtype)
-        kxX = self._k(x, self.x_fit).double()  # [B, N], differentiable wrt x
+        fx = self._phi(x.to(self.x_fit.dtype))
+        kxX = self._k(fx, self.f_fit).double()  # [B, N], differentiable wrt x
         mean = self.gp.mean_module.constant.double() + kxX @ alpha
         v = torch.linalg.solve_triangular(L, kxX.T, upper=False)
-        prior_var = self.gp.covar_module.outputscale.double().expand(x.shape[0])
+        prior_var = self.gp.covar_module(fx, diag=True).double()
         std = (prior_var - v.pow(2).sum(0)).clamp_min(1e-12).sqrt()
         return self._unstandardise(mean.float(), std.float())
 
     def sample_function(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
-        """Pathwise posterior draw: RFF prior + exact data update, fixed once drawn."""
+        """Pathwise posterior draw: a prior draw (random Fourier features, or exact weights for the
+        linear kernel) + exact data update, fixed once drawn."""
         self._check_fitted()
         L, _ = self._solve_cache()
         hp, dev, g = self.hparams, self.x_fit.device, generator
-        F, D, N = hp.num_fourier_features, self.input_dim, self.x_fit.shape[0]
+        (N, D), F = self.f_fit.shape, hp.num_fourier_features
         gd = g.device
+        m = self.gp.mean_module.constant.detach()
+        noise = lambda: (torch.randn(N, generator=g, device=gd) * self.gp.likelihood.noise.to(gd).sqrt()).to(dev)
         with torch.no_grad():
+            if hp.kernel == "linear":
+                w = (torch.randn(D, generator=g, device=gd) * self.gp.covar_module.variance.to(gd).sqrt()).to(dev)
+                return self._pathwise(lambda fx: m + fx @ w.reshape(-1), noise(), L)
             ls = self.gp.covar_module.base_kernel.lengthscale.reshape(-1).to(gd)
             scale = self.gp.covar_module.outputscale.to(gd)
             z = torch.randn(F, D, generator=g, device=gd)
@@ -151,19 +175,19 @@ class GPRewardModel(RewardModel):
             omega = (z / ls).to(dev)
             phase = (2 * math.pi * torch.rand(F, generator=g, device=gd)).to(dev)
             w = (torch.randn(F, generator=g, device=gd) * (2 * scale / F).sqrt()).to(dev)
-            eps = (torch.randn(N, generator=g, device=gd) * self.gp.likelihood.noise.to(gd).sqrt()).to(dev)
-        m = self.gp.mean_module.constant.detach()
+            eps = noise()
+        return self._pathwise(lambda fx: m + torch.cos(fx @ omega.T + phase) @ w, eps, L)
 
-        def prior(x: Tensor) -> Tensor:
-            return m + torch.cos(x @ omega.T + phase) @ w
-
+    def _pathwise(self, prior: Callable[[Tensor], Tensor], eps: Tensor, L: Tensor) -> Callable[[Tensor], Tensor]:
+        """f(x) = prior(phi(x)) + k(phi(x), X) (K + s^2 I)^-1 (y - prior(X) - eps): one posterior draw."""
         with torch.no_grad():
-            resid = (self.y_fit - prior(self.x_fit) - eps).double()
+            resid = (self.y_fit - prior(self.f_fit) - eps).double()
             v = torch.cholesky_solve(resid[:, None], L)[:, 0]
 
         def f(x: Tensor) -> Tensor:
-            x = x.to(self.x_fit.dtype)
-            update = self._k(x, self.x_fit).double() @ v
-            return self._unstandardise(prior(x) + update.float())
+            self._check_fitted(x)
+            fx = self._phi(x.to(self.x_fit.dtype))
+            update = self._k(fx, self.f_fit).double() @ v
+            return self._unstandardise(prior(fx) + update.float())
 
         return f
