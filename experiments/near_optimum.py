@@ -1,0 +1,88 @@
+"""Designs one token from the optimum: how many a policy samples, and would the reward model pick the fix?
+
+Why: when a run plateaus below the optimum, either the acquisition does not value the missing
+element or the policy never proposes it. This takes samples of a saved round (`seiko sample`),
+keeps those with every motif complete but one, which lacks exactly one element whose position
+is free, writes that element in (the *fix*), labels designs and fixes with the run's oracle,
+fits the run's reward config on the ledger's labels up to a round, and reports how often
+mean + bonus * std ranks the fix above the design, for several bonuses.
+
+    .venv/bin/seiko sample RUN --round 5 --num 10000 --out samples.tsv
+    .venv/bin/python experiments/near_optimum.py RUN samples.tsv --through-round 5
+"""
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import torch
+from motif_census import best_hits, motif_layout
+
+
+def fix(design: str, layout) -> str | None:
+    """The design with its one missing motif element written in; None if not one element short."""
+    hits = [best_hits(design, motif, offsets) for motif, offsets, _ in layout]
+    short = [i for i, h in enumerate(hits) if not all(h)]
+    if len(short) != 1 or sum(hits[short[0]]) != len(hits[short[0]]) - 1:
+        return None
+    motif, offsets, _ = layout[short[0]]
+    k = hits[short[0]].index(False)
+    for p in range(len(design) - offsets[-1]):
+        if all(design[p + o] == m for j, (m, o) in enumerate(zip(motif, offsets)) if j != k):
+            fixed = design[:p + offsets[k]] + motif[k] + design[p + offsets[k] + 1:]
+            if all(all(best_hits(fixed, m, o)) for m, o, _ in layout):  # the element's slot was free
+                return fixed
+    return None
+
+
+def features(domain, designs) -> torch.Tensor:
+    """What the loop feeds the reward model: the domain's features of one-hot tokens."""
+    tokens = domain.encode(list(designs))
+    return domain.features(torch.nn.functional.one_hot(tokens, domain.vocab_size).float())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("samples", type=Path, help="`seiko sample` TSV")
+    p.add_argument("--through-round", type=int, required=True, help="fit on the labels of rounds <= this")
+    p.add_argument("--bonus", nargs="+", type=float, default=[0.0, 1.0, 3.0, 10.0])
+    p.add_argument("--override", action="append", default=[], help="reward override, e.g. reward.model.kernel=linear")
+    args = p.parse_args(argv)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from seiko.cli_support import quiet_lightning
+
+    quiet_lightning()
+    cfg = OmegaConf.merge(OmegaConf.load(args.run / "config.yaml"), OmegaConf.from_dotlist(args.override))
+    domain = instantiate(cfg.domain.problem)
+    layout = motif_layout(domain)
+    samples = [line.split("\t")[0] for line in args.samples.read_text().splitlines()[1:] if line]
+    pairs = [(d, f) for d in samples if (f := fix(d, layout)) is not None]
+    print(f"{len(samples)} samples, {len(pairs)} one element from every motif complete")
+    if not pairs:
+        return
+    designs, fixes = zip(*pairs)
+    values, fixed_values = domain.oracle(list(designs)), domain.oracle(list(fixes))
+    print(f"labels: designs mean {np.nanmean(np.where(np.isfinite(values), values, np.nan)):.3f}; fixes "
+          f"{dict(zip(*np.unique(fixed_values, return_counts=True)))}")
+    rows = sqlite3.connect(args.run / "ledger.sqlite").execute(
+        "select design, value from queries where round <= ? and value is not null", (args.through_round,)).fetchall()
+    y = np.array([float(v) for _, v in rows])
+    y = np.where(np.isfinite(y), y, 0.0)  # as reward.infeasible_value=0
+    model = instantiate(cfg.reward.model)
+    model.fit_labels(features(domain, [d for d, _ in rows]), torch.tensor(y, dtype=torch.float32),
+                     cfg.reward.max_epochs)
+    with torch.no_grad():
+        a, b = model.predict(features(domain, designs)), model.predict(features(domain, fixes))
+    print(f"reward model on {len(rows)} labels: std design {a.std.mean():.4f} fix {b.std.mean():.4f}")
+    for bonus in args.bonus:
+        wins = ((b.mean + bonus * b.std) > (a.mean + bonus * a.std)).float().mean()
+        print(f"  bonus {bonus:g}: the fix ranks higher for {wins:.0%} of the designs")
+
+
+if __name__ == "__main__":
+    main()
