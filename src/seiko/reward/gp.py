@@ -160,7 +160,10 @@ class GPRewardModel(RewardModel):
         (N, D), F = self.f_fit.shape, hp.num_fourier_features
         gd = g.device
         m = self.gp.mean_module.constant.detach()
-        noise = lambda: (torch.randn(N, generator=g, device=gd) * self.gp.likelihood.noise.to(gd).sqrt()).to(dev)
+
+        def noise() -> Tensor:  # the observation noise of the pathwise update
+            return (torch.randn(N, generator=g, device=gd) * self.gp.likelihood.noise.to(gd).sqrt()).to(dev)
+
         with torch.no_grad():
             if hp.kernel == "linear":
                 w = (torch.randn(D, generator=g, device=gd) * self.gp.covar_module.variance.to(gd).sqrt()).to(dev)
