@@ -57,7 +57,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--motifs", nargs="+", type=int, default=[2, 4])
-    p.add_argument("--models", nargs="+", default=["gp", "ensemble", "cnn", "bayes_linear"])
+    p.add_argument("--models", nargs="+", default=["gp", "ensemble", "cnn", "gp_pairs", "bayes_linear"])
     p.add_argument("--sizes", nargs="+", type=int, default=[250, 1000, 2000])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a shared machine)")

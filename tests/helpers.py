@@ -5,6 +5,7 @@ import os
 import signal
 
 import torch
+import torch.nn.functional as F
 
 from seiko.domains.protein import EhrlichOracle
 
@@ -50,3 +51,16 @@ def gen(seed: int) -> torch.Generator:
 def fit_reward(model, x, y, epochs: int):
     """Set a reward model's data and fit it for ``epochs`` (``RewardModel.fit_labels``)."""
     return model.fit_labels(x, y, epochs)
+
+
+def motif_data(n: int, seed: int, positions: range, vocab: int = 4, length: int = 16):
+    """Translation-invariance data for sequence reward models: a background of token 0, and
+    y = 1 where tokens 1 _ 2 (gap 2) sit at a position from ``positions``, 0 where the two tokens
+    are placed at a wrong spacing (gap 3). Tokens >= 3 never appear. Flat one-hots [n, length * vocab]."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.zeros(n, length, dtype=torch.long)
+    y = torch.randint(2, (n,), generator=g).float()
+    for i in range(n):
+        p = positions[int(torch.randint(len(positions), (1,), generator=g))]
+        tokens[i, p], tokens[i, p + (2 if y[i] else 3)] = 1, 2
+    return F.one_hot(tokens, vocab).float().flatten(1), y

@@ -3,22 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import fit_reward
+from helpers import fit_reward, motif_data
 from seiko.reward import EnsembleRewardModel
 
 V, LEN = 4, 16
-
-
-def motif_data(n: int, seed: int, positions: range):
-    """Background of token 0; y = 1 where tokens 1 _ 2 (gap 2) sit at a position from ``positions``,
-    and 0 where the two tokens are placed at a wrong spacing."""
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.zeros(n, LEN, dtype=torch.long)
-    y = torch.randint(2, (n,), generator=g).float()
-    for i in range(n):
-        p = positions[int(torch.randint(len(positions), (1,), generator=g))]
-        tokens[i, p], tokens[i, p + (2 if y[i] else 3)] = 1, 2
-    return F.one_hot(tokens, V).float().flatten(1), y
 
 
 def cnn(**kw):
