@@ -2,11 +2,13 @@
 
 ``PairFeatures`` turns a (soft) one-hot sequence into the presence of every gapped token pair:
 phi[a, b, g] = 1 when some position l holds token a and position l + g holds token b
-(g = 1 .. max_gap, capped at the length - 1, so one config serves any length). Why: a spaced motif (Ehrlich functions, binding sites) is a set of such
-pairs, and a pair feature is the same wherever the motif sits, so a kernel on these features
-is translation invariant. Its posterior std is large exactly on designs that contain pairs the
-ledger has never seen; that is the novelty a UCB bonus should pay for, and a kernel on raw
-one-hots (whose distances only count mismatched positions) does not see it.
+(g = 1 .. max_gap, capped at the length - 1, so one config serves any length).
+
+Why: a spaced motif (Ehrlich functions, binding sites) is a set of such pairs, and a pair
+feature is the same wherever the motif sits, so a kernel on these features is translation
+invariant. A GP's posterior std on these features is higher on designs that contain pairs the
+ledger has never seen: the novelty a UCB bonus should pay for, which a kernel on raw one-hots
+(whose distances only count mismatched positions) does not see.
 
 For soft inputs the count c = sum_l p_l(a) p_{l+g}(b) is differentiable; presence is
 min(c, 1), exact on hard one-hots.
