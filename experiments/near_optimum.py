@@ -7,6 +7,11 @@ is free, writes that element in (the *fix*), labels designs and fixes with the r
 fits the run's reward config on the ledger's labels up to a round, and reports how often
 mean + bonus * std ranks the fix above the design, for several bonuses.
 
+With ``--edits N`` it also asks whether single-token edits ranked by the acquisition would find
+the fix: for each of the first N samples, every substitution whose transitions from the left and
+into the right neighbour the chain allows with probability >= ``--edit-eps`` is scored, and the
+best-scoring edit is checked against the optimum.
+
     .venv/bin/seiko sample RUN --round 5 --num 10000 --out samples.tsv
     .venv/bin/python experiments/near_optimum.py RUN samples.tsv --through-round 5
 """
@@ -37,6 +42,33 @@ def fix(design: str, layout) -> str | None:
     return None
 
 
+def edits(design: str, letters: str, T: torch.Tensor, eps: float) -> list[str]:
+    """Every single-token substitution the chain allows next to both neighbours (prob >= eps)."""
+    idx = {a: i for i, a in enumerate(letters)}
+    out = []
+    for p, here in enumerate(design):
+        for t, token in enumerate(letters):
+            left_ok = p == 0 or T[idx[design[p - 1]], t] >= eps
+            right_ok = p == len(design) - 1 or T[t, idx[design[p + 1]]] >= eps
+            if token != here and left_ok and right_ok:
+                out.append(design[:p] + token + design[p + 1:])
+    return out
+
+
+def best_edits_at_optimum(model, domain, layout, designs: list[str], bonuses, eps: float) -> dict:
+    """Per bonus: how many designs' acquisition-best edit completes every motif."""
+    letters, T = domain.oracle.alphabet, domain.function.transition_matrix
+    found = dict.fromkeys(bonuses, 0)
+    for d in designs:
+        cands = edits(d, letters, T, eps)
+        with torch.no_grad():
+            post = model.predict(features(domain, cands))
+        for b in bonuses:
+            best = cands[int((post.mean + b * post.std).argmax())]
+            found[b] += all(all(best_hits(best, m, o)) for m, o, _ in layout)
+    return found
+
+
 def features(domain, designs) -> torch.Tensor:
     """What the loop feeds the reward model: the domain's features of one-hot tokens."""
     tokens = domain.encode(list(designs))
@@ -50,6 +82,8 @@ def main(argv=None) -> None:
     p.add_argument("--through-round", type=int, required=True, help="fit on the labels of rounds <= this")
     p.add_argument("--bonus", nargs="+", type=float, default=[0.0, 1.0, 3.0, 10.0])
     p.add_argument("--override", action="append", default=[], help="reward override, e.g. reward.model.kernel=linear")
+    p.add_argument("--edits", type=int, default=0, help="score the single-token edits of the first N samples")
+    p.add_argument("--edit-eps", type=float, default=1e-3, help="chain probability an edit's transitions need")
     args = p.parse_args(argv)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -82,6 +116,13 @@ def main(argv=None) -> None:
     for bonus in args.bonus:
         wins = ((b.mean + bonus * b.std) > (a.mean + bonus * a.std)).float().mean()
         print(f"  bonus {bonus:g}: the fix ranks higher for {wins:.0%} of the designs")
+    if args.edits:
+        head = samples[: args.edits]
+        found = best_edits_at_optimum(model, domain, layout, head, args.bonus, args.edit_eps)
+        near = sum(fix(d, layout) is not None for d in head)
+        print(f"edits of the first {len(head)} samples ({near} one token from the optimum):")
+        for bonus, n in found.items():
+            print(f"  bonus {bonus:g}: the acquisition's best edit is the optimum for {n}")
 
 
 if __name__ == "__main__":
