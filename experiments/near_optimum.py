@@ -55,18 +55,23 @@ def edits(design: str, letters: str, T: torch.Tensor, eps: float) -> list[str]:
     return out
 
 
-def best_edits_at_optimum(model, domain, layout, designs: list[str], bonuses, eps: float) -> dict:
-    """Per bonus: how many designs' acquisition-best edit completes every motif."""
+def best_edits_at_optimum(model, domain, layout, designs: list[str], bonuses, eps: float):
+    """Per bonus: how many designs' acquisition-best edit completes every motif, and for designs
+    one token from the optimum, the fix's rank among the design's edits (1 = the best)."""
     letters, T = domain.oracle.alphabet, domain.function.transition_matrix
-    found = dict.fromkeys(bonuses, 0)
+    found, ranks = dict.fromkeys(bonuses, 0), {b: [] for b in bonuses}
     for d in designs:
         cands = edits(d, letters, T, eps)
         with torch.no_grad():
             post = model.predict(features(domain, cands))
+        fixed = fix(d, layout)
         for b in bonuses:
-            best = cands[int((post.mean + b * post.std).argmax())]
+            score = post.mean + b * post.std
+            best = cands[int(score.argmax())]
             found[b] += all(all(best_hits(best, m, o)) for m, o, _ in layout)
-    return found
+            if fixed in cands:
+                ranks[b].append(int((score > score[cands.index(fixed)]).sum()) + 1)
+    return found, ranks
 
 
 def features(domain, designs) -> torch.Tensor:
@@ -118,11 +123,13 @@ def main(argv=None) -> None:
         print(f"  bonus {bonus:g}: the fix ranks higher for {wins:.0%} of the designs")
     if args.edits:
         head = samples[: args.edits]
-        found = best_edits_at_optimum(model, domain, layout, head, args.bonus, args.edit_eps)
+        found, ranks = best_edits_at_optimum(model, domain, layout, head, args.bonus, args.edit_eps)
         near = sum(fix(d, layout) is not None for d in head)
         print(f"edits of the first {len(head)} samples ({near} one token from the optimum):")
         for bonus, n in found.items():
-            print(f"  bonus {bonus:g}: the acquisition's best edit is the optimum for {n}")
+            r = np.array(ranks[bonus])
+            rank = f"; the fix's median rank among its design's edits {np.median(r):.0f}" if len(r) else ""
+            print(f"  bonus {bonus:g}: the acquisition's best edit is the optimum for {n}{rank}")
 
 
 if __name__ == "__main__":
