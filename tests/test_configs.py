@@ -75,6 +75,10 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("seed=1.5", "seed"),
     ("reward.infeasible_value=lowest", "reward.infeasible_value"),
     ("reward.infeasible_value=min-std", "reward.infeasible_value"),
+    ("edits.fraction=1.5", "edits.fraction"),
+    ("edits.fraction=-0.1", "edits.fraction"),
+    ("edits.eps=0", "edits.eps"),
+    ("edits.eps=1", "edits.eps"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
     with pytest.raises(ConfigError) as err:

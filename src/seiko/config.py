@@ -43,6 +43,12 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "finetune.batch_size", 1)
     _number(cfg, "finetune.steps", 1)
     _number(cfg, "strategy.bonus", 0)
+    _number(cfg, "edits.fraction", 0)
+    _number(cfg, "edits.eps", 0, strict=True)
+    if (cfg.get("edits", {}).get("fraction") or 0) > 1:
+        raise ConfigError(f"edits.fraction must be <= 1 (a share of each round's proposals), got {cfg.edits.fraction}")
+    if (cfg.get("edits", {}).get("eps") or 0) >= 1:
+        raise ConfigError(f"edits.eps must be < 1 (a probability floor), got {cfg.edits.eps}")
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)
     fill = cfg.reward.get("infeasible_value")

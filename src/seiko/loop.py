@@ -50,7 +50,7 @@ class FeedbackLoop:
         if done:
             self.method.restore(self.checkpoints / f"round_{done[-1]}.safetensors")
             designs, values, _ = self.ledger.labelled_arrays()
-            self.method.reload(self.domain.encode(designs), values)
+            self.method.reload(self.domain.encode(designs), values, done[-1])
             self.history = json.loads(self.ledger.get_meta("history") or "[]")
         return done[-1] + 1 if done else 0
 

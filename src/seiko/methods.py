@@ -33,8 +33,8 @@ class Method(ABC):
         """Learn from every label bought so far (``round_mask`` marks this round's)."""
         return {}
 
-    def reload(self, designs: Tensor, values: np.ndarray) -> None:
-        """Rebuild state that lives in the ledger, not in a checkpoint (on resume)."""
+    def reload(self, designs: Tensor, values: np.ndarray, round: int = -1) -> None:
+        """Rebuild state that lives in the ledger, not in a checkpoint (on resume after ``round``)."""
 
     def sample(self, num: int, generator: torch.Generator) -> Tensor:
         """Fresh designs from the current model, for evaluation."""
@@ -145,29 +145,61 @@ def impute(values: np.ndarray, infeasible_value: float | str | None) -> tuple[np
 
 
 class SeikoMethod(FinetunedMethod):
-    """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward."""
+    """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward.
+
+    With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
+    replaced by its acquisition-best single-token edit (``seiko.edits``).
+    """
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
-                 infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0):
+                 infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
+                 edit_fraction: float = 0.0, edit_eps: float = 1e-3):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
+        self.edit_fraction, self.edit_eps = edit_fraction, edit_eps
+        self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
     def features(self, tokens: Tensor) -> Tensor:
         return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
 
-    def update(self, round, designs, values, round_mask):
+    def fit_objective(self, round: int, designs: Tensor, values: np.ndarray) -> RoundObjective:
+        """Fit the reward model on every label so far; the round's optimistic reward."""
         y, keep = impute(values, self.infeasible_value)
         if len(y) < 2:
             raise RuntimeError(f"round {round}: fewer than 2 usable labels to fit the reward model")
         model = self.reward_factory()
         model.set_data(self.features(designs[torch.from_numpy(keep)]), torch.as_tensor(y, dtype=torch.float32))
         self.fit_reward(model, round)
-        objective = RoundObjective(model, self.acquisition, self.seed * 7919 + round, float(np.std(y)) or 1.0)
-        return self.finetune(round, objective=objective, features=self.domain.features)
+        return RoundObjective(model, self.acquisition, self.seed * 7919 + round, float(np.std(y)) or 1.0)
+
+    def update(self, round, designs, values, round_mask):
+        self.objective = self.fit_objective(round, designs, values)
+        return self.finetune(round, objective=self.objective, features=self.domain.features)
+
+    def reload(self, designs, values, round=-1):
+        """Edits need the last round's objective: refit it from the ledger (same seed, same labels)."""
+        if self.edit_fraction > 0 and round >= 0:
+            self.objective = self.fit_objective(round, designs, values)
+
+    def propose(self, round, num, generator):
+        designs = super().propose(round, num, generator)
+        count = int(self.edit_fraction * num + 0.5)
+        if count == 0 or self.objective is None:  # round 0: nothing fitted yet, plain samples
+            return designs
+        from seiko.edits import allowed_substitutions, best_edits
+
+        allowed = allowed_substitutions(self.pretrained, self.family, designs[:count], self.edit_eps)
+        with torch.no_grad():
+            edited = best_edits(designs[:count], allowed, lambda t: self.objective(self.features(t)))
+        return torch.cat([edited, designs[count:]])
+
+    def sample(self, num, generator):
+        """Evaluation measures the policy itself: no edits."""
+        return DiffusionMethod.propose(self, -1, num, generator)
 
 
 class OnlinePPOMethod(FinetunedMethod):
@@ -217,7 +249,7 @@ class GeneticMethod(Method):
         self.parents = designs[torch.from_numpy(order)] if len(order) else None
         return {"ga/best_parent": float(values[order[0]]) if len(order) else float("nan")}
 
-    def reload(self, designs, values):
+    def reload(self, designs, values, round=-1):
         self.update(-1, designs, values, np.zeros(len(values), dtype=bool))
 
     def propose(self, round, num, generator):

@@ -1,0 +1,55 @@
+"""Acquisition-ranked single-token edits of a round's proposals (``edits.fraction``; not in the paper).
+
+Why: fine-tuning moves a token's probability through its weight in the relaxed sample, so a
+token the policy draws once in thousands (the last element of a motif whose link the pretrained
+model finds rare) is almost never proposed, however much the reward model would like it. Samples
+are cheap and labels are not: for each proposal, every single-token substitution the pretrained
+model allows in context (conditional probability >= eps, the same floor as the support
+constraint) is scored with the round's acquisition, and the proposal is replaced by its best
+edit when that scores higher. The oracle then labels the edited designs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def allowed_substitutions(reference: nn.Module, family, tokens: Tensor, eps: float, chunk: int = 4096) -> Tensor:
+    """Bool [B, L, V]: token v may replace position l of design b (reference prob >= eps, v new).
+
+    The reference sees each design with only position l masked, so its conditional there uses
+    both neighbours; one masked position is the last step of the reverse chain.
+    """
+    batch, length = tokens.shape
+    rows = torch.arange(batch * length, device=tokens.device)
+    positions = torch.arange(length, device=tokens.device).repeat(batch)
+    variants = tokens.repeat_interleave(length, 0)
+    variants[rows, positions] = family.mask_id
+    probs = []
+    for start in range(0, len(variants), chunk):
+        part = variants[start:start + chunk]
+        logits = reference(part, family.model_time(family.num_steps - 1, len(part), tokens.device))
+        probs.append(logits[torch.arange(len(part)), positions[start:start + chunk]].softmax(-1))
+    allowed = torch.cat(probs).reshape(batch, length, -1) >= eps
+    return allowed & (torch.nn.functional.one_hot(tokens, allowed.shape[-1]) == 0)
+
+
+@torch.no_grad()
+def best_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Tensor], chunk: int = 4096) -> Tensor:
+    """Each design replaced by its best-scoring allowed single-token edit, if that beats it."""
+    out = tokens.clone()
+    base = score(tokens)
+    for b in range(tokens.shape[0]):
+        pos, tok = allowed[b].nonzero(as_tuple=True)
+        if len(pos) == 0:
+            continue
+        cands = tokens[b].repeat(len(pos), 1)
+        cands[torch.arange(len(pos)), pos] = tok
+        values = torch.cat([score(cands[s:s + chunk]) for s in range(0, len(cands), chunk)])
+        best = int(values.argmax())
+        if values[best] > base[b]:
+            out[b] = cands[best]
+    return out
