@@ -193,8 +193,7 @@ class SeikoMethod(FinetunedMethod):
         from seiko.edits import allowed_substitutions, best_edits
 
         allowed = allowed_substitutions(self.pretrained, self.family, designs[:count], self.edit_eps)
-        with torch.no_grad():
-            edited = best_edits(designs[:count], allowed, lambda t: self.objective(self.features(t)))
+        edited = best_edits(designs[:count], allowed, lambda t: self.objective(self.features(t)))  # no_grad inside
         return torch.cat([edited, designs[count:]])
 
     def sample(self, num, generator):
