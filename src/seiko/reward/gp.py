@@ -167,7 +167,7 @@ class GPRewardModel(RewardModel):
         with torch.no_grad():
             if hp.kernel == "linear":
                 w = (torch.randn(D, generator=g, device=gd) * self.gp.covar_module.variance.to(gd).sqrt()).to(dev)
-                return self._pathwise(lambda fx: m + fx @ w.reshape(-1), noise(), L)
+                return self._pathwise(lambda fx: m + fx @ w.reshape(-1), noise(), L)  # variance is [1, 1]
             ls = self.gp.covar_module.base_kernel.lengthscale.reshape(-1).to(gd)
             scale = self.gp.covar_module.outputscale.to(gd)
             z = torch.randn(F, D, generator=g, device=gd)
