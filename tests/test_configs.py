@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 from seiko.api import compose
 from seiko.cli_support import CONFIG_DIR
@@ -79,9 +80,29 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("edits.fraction=-0.1", "edits.fraction"),
     ("edits.eps=0", "edits.eps"),
     ("edits.eps=1", "edits.eps"),
+    ("edits.steps=0", "edits.steps"),
+    ("edits.steps=1.5", "edits.steps"),
+    ("reward.log_floor=0", "reward.log_floor"),
+    ("reward.log_floor=-1", "reward.log_floor"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
     with pytest.raises(ConfigError) as err:
         compose(tiny + [override])
     message = str(err.value)
     assert message.startswith(field) and "\n" not in message
+
+
+def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
+    """Ledgers written before edits.steps and reward.log_floor existed still resume."""
+    from seiko.build import config_fingerprint
+
+    plain, edited = compose(tiny), compose(tiny + ["edits.fraction=0.5"])
+    old_plain, old_edited = compose(tiny), compose(tiny + ["edits.fraction=0.5"])
+    for cfg in (old_plain, old_edited):  # as composed before those fields were added
+        with open_dict(cfg):
+            del cfg.reward["log_floor"]
+            del cfg.edits["steps"]
+    assert config_fingerprint(plain) == config_fingerprint(old_plain)
+    assert config_fingerprint(edited) == config_fingerprint(old_edited)
+    assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
+    assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)

@@ -1,11 +1,13 @@
 """Acquisition-ranked single-token edits (edits.fraction): allowed tokens, best edit, in the loop."""
 import sqlite3
 
+import pytest
+
 import torch
 from torch import nn
 
 from seiko.diffusion import MaskedDiffusion
-from seiko.edits import allowed_substitutions, best_edits
+from seiko.edits import allowed_substitutions, best_edits, climb
 
 V, L = 4, 5
 
@@ -38,6 +40,36 @@ def test_each_design_takes_its_best_edit_only_when_it_scores_higher():
     assert torch.equal(edited[1], tokens[1])
     worse = best_edits(tokens[:1], allowed[:1], lambda t: -(t == 2).float().sum(-1))
     assert torch.equal(worse, tokens[:1])  # no edit beats the design: it stays
+
+
+def test_climb_takes_edits_in_turn_and_stops_where_none_helps():
+    """Score: tokens matching a target. Each step fixes one position; steps cap the climb."""
+    target = torch.tensor([2, 0, 2, 2, 0])
+    tokens = torch.tensor([[0, 0, 0, 0, 0], [2, 0, 2, 2, 0]])
+    score = lambda t: (t == target).float().sum(-1)  # noqa: E731
+    family = MaskedDiffusion(V, L)
+    two = climb(tokens, FixedReference(), family, 1e-3, score, steps=2)
+    assert (two[0] == target).sum() == 2 + 2  # two already right, two fixed
+    assert torch.equal(two[1], target)  # already the best: unchanged
+    assert torch.equal(climb(tokens, FixedReference(), family, 1e-3, score, steps=10)[0], target)
+    one = climb(tokens, FixedReference(), family, 1e-3, score, steps=1)
+    assert torch.equal(one, best_edits(tokens, allowed_substitutions(FixedReference(), family, tokens, 1e-3), score))
+
+
+def test_log_floor_fits_the_reward_model_to_log_labels(tiny, tmp_path):
+    """reward.log_floor: the model's targets are log(max(label, floor)), infeasible ones at the floor."""
+    import numpy as np
+
+    from seiko.api import build_loop, compose
+
+    loop = build_loop(compose(tiny + ["strategy=greedy", "reward.log_floor=0.01"]), tmp_path)
+    designs = loop.method.propose(0, 6, torch.Generator().manual_seed(0))
+    values = np.array([0.5, 0.001, np.nan, 0.2, 1.0, 0.04])
+    objective = loop.method.fit_objective(0, designs, values)
+    expected = np.log([0.5, 0.01, 0.01, 0.2, 1.0, 0.04])  # nan -> infeasible_value 0 -> floor
+    model = objective.model
+    np.testing.assert_allclose((model.y_train * model.y_std + model.y_mean).numpy(), expected, rtol=1e-5)
+    assert objective.scale == pytest.approx(np.std(expected), rel=1e-6)
 
 
 def designs_by_round(run_dir):

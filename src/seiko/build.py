@@ -95,16 +95,18 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                        acquisition=acquisition, finetune_factory=finetune_factory, fit_reward=fit_reward,
                        fit_policy=fit_policy, infeasible_value=cfg.reward.infeasible_value,
                        single_round=getattr(acquisition, "rounds", "schedule") == "single", seed=cfg.seed,
-                       **edit_settings(cfg, family))
+                       log_floor=cfg.reward.get("log_floor"), **edit_settings(cfg, family))
 
 
 def edit_settings(cfg: DictConfig, family) -> dict:
-    """``edits.fraction`` / ``edits.eps`` for SeikoMethod; edits need a categorical (masked) family."""
+    """``edits.*`` for SeikoMethod; edits need a categorical (masked) family."""
     fraction = cfg.get("edits", {}).get("fraction", 0.0) or 0.0
     if fraction > 0 and not hasattr(family, "mask_id"):
         raise ConfigError(f"edits.fraction: token edits need categorical (masked) diffusion, "
                           f"not {type(family).__name__}; set it to 0")
-    return {"edit_fraction": float(fraction), "edit_eps": float(cfg.get("edits", {}).get("eps", 1e-3))}
+    edits = cfg.get("edits", {})
+    return {"edit_fraction": float(fraction), "edit_eps": float(edits.get("eps", 1e-3)),
+            "edit_steps": int(edits.get("steps", 1))}
 
 
 def build_oracle(oracle_cfg: DictConfig):
@@ -118,8 +120,13 @@ def build_oracle(oracle_cfg: DictConfig):
 def config_fingerprint(cfg: DictConfig) -> str:
     """What must not change between a run and its resume (not progress bars or eval settings)."""
     keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("domain", "strategy", "reward", "finetune", "budget")}
-    if (cfg.get("edits", {}).get("fraction") or 0) > 0:  # only when on: older ledgers resume unchanged
+    # settings added later enter only when set away from their default, so older ledgers resume
+    if keep["reward"].get("log_floor", 0) is None:
+        del keep["reward"]["log_floor"]
+    if (cfg.get("edits", {}).get("fraction") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(cfg.edits, resolve=True)
+        if keep["edits"].get("steps") == 1:
+            del keep["edits"]["steps"]
     keep["seed"] = cfg.seed
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -7,6 +7,10 @@ are cheap and labels are not: for each proposal, every single-token substitution
 model allows in context (conditional probability >= eps, the same floor as the support
 constraint) is scored with the round's acquisition, and the proposal is replaced by its best
 edit when that scores higher. The oracle then labels the edited designs.
+
+With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
+tokens), because one token per round is slow where the optimum lies several tokens away: on a
+product of motif terms every missing element is one more step.
 """
 from __future__ import annotations
 
@@ -52,4 +56,24 @@ def best_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Tensor
         best = int(values.argmax())
         if values[best] > base[b]:
             out[b] = cands[best]
+    return out
+
+
+@torch.no_grad()
+def climb(tokens: Tensor, reference: nn.Module, family, eps: float, score: Callable[[Tensor], Tensor],
+          steps: int) -> Tensor:
+    """Up to ``steps`` best single-token edits in turn; a design stops when no edit beats it.
+
+    The allowed tokens are recomputed after every step, since they depend on the neighbours.
+    """
+    out, active = tokens.clone(), torch.ones(len(tokens), dtype=torch.bool)
+    for _ in range(steps):
+        idx = active.nonzero(as_tuple=True)[0]
+        if len(idx) == 0:
+            break
+        current = out[idx]
+        edited = best_edits(current, allowed_substitutions(reference, family, current, eps), score)
+        changed = (edited != current).any(-1)
+        out[idx] = edited
+        active[idx[~changed]] = False
     return out

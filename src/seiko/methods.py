@@ -148,19 +148,24 @@ class SeikoMethod(FinetunedMethod):
     """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward.
 
     With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
-    replaced by its acquisition-best single-token edit (``seiko.edits``).
+    replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
+    (``seiko.edits``). With ``log_floor`` the reward model is fitted to log(max(label, floor)):
+    an oracle that is a product of terms (Ehrlich motifs) becomes a sum, which the models learn
+    term by term.
     """
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
-                 edit_fraction: float = 0.0, edit_eps: float = 1e-3):
+                 edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
+                 log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
-        self.edit_fraction, self.edit_eps = edit_fraction, edit_eps
+        self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
+        self.log_floor = log_floor
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
     def features(self, tokens: Tensor) -> Tensor:
@@ -169,6 +174,8 @@ class SeikoMethod(FinetunedMethod):
     def fit_objective(self, round: int, designs: Tensor, values: np.ndarray) -> RoundObjective:
         """Fit the reward model on every label so far; the round's optimistic reward."""
         y, keep = impute(values, self.infeasible_value)
+        if self.log_floor is not None:  # a product of terms is a sum in log space
+            y = np.log(np.maximum(y, self.log_floor))
         if len(y) < 2:
             raise RuntimeError(f"round {round}: fewer than 2 usable labels to fit the reward model")
         model = self.reward_factory()
@@ -190,10 +197,10 @@ class SeikoMethod(FinetunedMethod):
         count = int(self.edit_fraction * num + 0.5)
         if count == 0 or self.objective is None:  # round 0: nothing fitted yet, plain samples
             return designs
-        from seiko.edits import allowed_substitutions, best_edits
+        from seiko.edits import climb
 
-        allowed = allowed_substitutions(self.pretrained, self.family, designs[:count], self.edit_eps)
-        edited = best_edits(designs[:count], allowed, lambda t: self.objective(self.features(t)))  # no_grad inside
+        edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps,
+                       lambda t: self.objective(self.features(t)), self.edit_steps)  # no_grad inside
         return torch.cat([edited, designs[count:]])
 
     def sample(self, num, generator):
