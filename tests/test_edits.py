@@ -1,4 +1,5 @@
 """Acquisition-ranked single-token edits (edits.fraction): allowed tokens, best edit, in the loop."""
+import math
 import sqlite3
 
 import pytest
@@ -94,6 +95,26 @@ def test_edited_rounds_are_the_plain_rounds_with_single_token_edits(tiny, tmp_pa
     assert plain[1][8:] == edited[1][8:]
     distances = [sum(a != b for a, b in zip(p, e)) for p, e in zip(plain[1][:8], edited[1][:8])]
     assert max(distances) <= 1 and sum(distances) > 0, distances
+
+
+def test_restarts_are_new_single_edits_of_the_best_labels(tiny, tmp_path):
+    """edits.restarts=0.5: half of round 1 are one token from the round-0 designs with the best
+    labels, each a design no label has yet, and no two alike."""
+    from seiko.api import compose, run
+
+    run(compose(tiny + ["strategy=greedy", "budget.per_round=[16,16]", "edits.restarts=0.5"]), tmp_path)
+    rows = sqlite3.connect(tmp_path / "ledger.sqlite").execute("select round, design, value from queries order by id")
+    rounds = {}
+    for round, design, value in rows:
+        rounds.setdefault(round, []).append((design, float(value) if value is not None else float("nan")))
+    labelled = sorted({d: v for d, v in rounds[0] if math.isfinite(v)}.items(), key=lambda kv: -kv[1])
+    count = min(8, len(labelled))  # infeasible designs (-inf) are no starting point
+    assert count >= 4
+    restarts = [d for d, _ in rounds[1][:count]]
+    assert len(set(restarts)) == count and not set(restarts) & {d for d, _ in rounds[0]}
+    cutoff = labelled[count - 1][1]  # ties at the cutoff may be taken in any order
+    for design in restarts:
+        assert any(sum(a != b for a, b in zip(design, start)) == 1 for start, v in labelled if v >= cutoff)
 
 
 def test_resume_refits_the_objective_that_edits_need(tiny, tmp_path):

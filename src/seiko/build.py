@@ -101,12 +101,12 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
 def edit_settings(cfg: DictConfig, family) -> dict:
     """``edits.*`` for SeikoMethod; edits need a categorical (masked) family."""
     fraction = cfg.get("edits", {}).get("fraction", 0.0) or 0.0
-    if fraction > 0 and not hasattr(family, "mask_id"):
+    if max(fraction, cfg.get("edits", {}).get("restarts", 0.0) or 0.0) > 0 and not hasattr(family, "mask_id"):
         raise ConfigError(f"edits.fraction: token edits need categorical (masked) diffusion, "
                           f"not {type(family).__name__}; set it to 0")
     edits = cfg.get("edits", {})
     return {"edit_fraction": float(fraction), "edit_eps": float(edits.get("eps", 1e-3)),
-            "edit_steps": int(edits.get("steps", 1))}
+            "edit_steps": int(edits.get("steps", 1)), "edit_restarts": float(edits.get("restarts", 0.0) or 0.0)}
 
 
 def build_oracle(oracle_cfg: DictConfig):
@@ -123,10 +123,12 @@ def config_fingerprint(cfg: DictConfig) -> str:
     # settings added later enter only when set away from their default, so older ledgers resume
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
-    if (cfg.get("edits", {}).get("fraction") or 0) > 0:
-        keep["edits"] = OmegaConf.to_container(cfg.edits, resolve=True)
-        if keep["edits"].get("steps") == 1:
-            del keep["edits"]["steps"]
+    edits = cfg.get("edits", {})
+    if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
+        keep["edits"] = OmegaConf.to_container(edits, resolve=True)
+        for key, default in (("steps", 1), ("restarts", 0.0)):
+            if keep["edits"].get(key) == default:
+                del keep["edits"][key]
     keep["seed"] = cfg.seed
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

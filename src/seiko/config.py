@@ -49,6 +49,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"edits.fraction must be <= 1 (a share of each round's proposals), got {cfg.edits.fraction}")
     if (cfg.get("edits", {}).get("eps") or 0) >= 1:
         raise ConfigError(f"edits.eps must be < 1 (a probability floor), got {cfg.edits.eps}")
+    _number(cfg, "edits.restarts", 0)
+    if (cfg.get("edits", {}).get("restarts") or 0) > 1:
+        raise ConfigError(f"edits.restarts must be <= 1 (a share of each round's proposals), got {cfg.edits.restarts}")
     steps = cfg.get("edits", {}).get("steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"edits.steps must be an int >= 1 (edits in turn per proposal), got {steps!r}")

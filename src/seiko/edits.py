@@ -8,6 +8,11 @@ model allows in context (conditional probability >= eps, the same floor as the s
 constraint) is scored with the round's acquisition, and the proposal is replaced by its best
 edit when that scores higher. The oracle then labels the edited designs.
 
+With ``edits.restarts`` (a share of the round) proposals start instead from the ledger's best
+labelled designs, each replaced by its best-scoring edit that no label has yet: a trust region
+around what the oracle already rated highest, where fresh samples of a policy that has learnt
+only part of that are a long way off.
+
 With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
 tokens), because one token per round is slow where the optimum lies several tokens away: on a
 product of motif terms every missing element is one more step.
@@ -76,4 +81,29 @@ def climb(tokens: Tensor, reference: nn.Module, family, eps: float, score: Calla
         changed = (edited != current).any(-1)
         out[idx] = edited
         active[idx[~changed]] = False
+    return out
+
+
+@torch.no_grad()
+def best_new_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Tensor], taken: set[bytes],
+                   chunk: int = 4096) -> Tensor:
+    """Each design replaced by its best-scoring allowed edit not in ``taken`` (which it extends).
+
+    Unlike ``best_edits`` the edit is kept even when it scores below the design: the design is
+    already labelled, so the point is the best label not yet bought. A design with no new edit
+    stays as it is.
+    """
+    out = tokens.clone()
+    for b in range(tokens.shape[0]):
+        pos, tok = allowed[b].nonzero(as_tuple=True)
+        cands = tokens[b].repeat(len(pos), 1)
+        cands[torch.arange(len(pos)), pos] = tok
+        if len(cands):
+            values = torch.cat([score(cands[s:s + chunk]) for s in range(0, len(cands), chunk)])
+            for i in values.argsort(descending=True).tolist():
+                key = cands[i].numpy().tobytes()
+                if key not in taken:
+                    taken.add(key)
+                    out[b] = cands[i]
+                    break
     return out

@@ -149,7 +149,8 @@ class SeikoMethod(FinetunedMethod):
 
     With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
-    (``seiko.edits``). With ``log_floor`` the reward model is fitted to log(max(label, floor)):
+    (``seiko.edits``); with ``edit_restarts`` that share starts from the best labelled designs
+    instead. With ``log_floor`` the reward model is fitted to log(max(label, floor)):
     an oracle that is a product of terms (Ehrlich motifs) becomes a sum, which the models learn
     term by term.
     """
@@ -158,14 +159,15 @@ class SeikoMethod(FinetunedMethod):
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
-                 log_floor: float | None = None):
+                 edit_restarts: float = 0.0, log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
         self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
-        self.log_floor = log_floor
+        self.edit_restarts, self.log_floor = edit_restarts, log_floor
+        self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
     def features(self, tokens: Tensor) -> Tensor:
@@ -184,24 +186,47 @@ class SeikoMethod(FinetunedMethod):
         return RoundObjective(model, self.acquisition, self.seed * 7919 + round, float(np.std(y)) or 1.0)
 
     def update(self, round, designs, values, round_mask):
+        self.labelled = (designs, values)
         self.objective = self.fit_objective(round, designs, values)
         return self.finetune(round, objective=self.objective, features=self.domain.features)
 
     def reload(self, designs, values, round=-1):
         """Edits need the last round's objective: refit it from the ledger (same seed, same labels)."""
-        if self.edit_fraction > 0 and round >= 0:
+        if (self.edit_fraction > 0 or self.edit_restarts > 0) and round >= 0:
+            self.labelled = (designs, values)
             self.objective = self.fit_objective(round, designs, values)
 
     def propose(self, round, num, generator):
-        designs = super().propose(round, num, generator)
-        count = int(self.edit_fraction * num + 0.5)
-        if count == 0 or self.objective is None:  # round 0: nothing fitted yet, plain samples
-            return designs
-        from seiko.edits import climb
+        if self.objective is None:  # round 0: nothing fitted yet, plain samples
+            return super().propose(round, num, generator)
+        restarts = self.restarts(int(self.edit_restarts * num + 0.5))
+        designs = super().propose(round, num - len(restarts), generator)
+        count = int(self.edit_fraction * len(designs) + 0.5)
+        if count:
+            from seiko.edits import climb
 
-        edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps,
-                       lambda t: self.objective(self.features(t)), self.edit_steps)  # no_grad inside
-        return torch.cat([edited, designs[count:]])
+            edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps,
+                           lambda t: self.objective(self.features(t)), self.edit_steps)  # no_grad inside
+            designs = torch.cat([edited, designs[count:]])
+        return torch.cat([restarts, designs])
+
+    def restarts(self, count: int) -> Tensor:
+        """The best new edit of each of the ``count`` best distinct labelled designs (edits.restarts)."""
+        designs, values = self.labelled
+        if count == 0:
+            return designs[:0]
+        from seiko.edits import allowed_substitutions, best_new_edits
+
+        order = np.argsort(-np.where(np.isfinite(values), values, -np.inf), kind="stable")
+        taken, best = set(), []
+        for i in order:
+            key = designs[i].numpy().tobytes()
+            if key not in taken and np.isfinite(values[i]):
+                best.append(i)
+            taken.add(key)
+        starts = designs[torch.as_tensor(best[:count], dtype=torch.long)]
+        allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
+        return best_new_edits(starts, allowed, lambda t: self.objective(self.features(t)), taken)
 
     def sample(self, num, generator):
         """Evaluation measures the policy itself: no edits."""

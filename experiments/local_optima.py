@@ -1,0 +1,57 @@
+"""Are a run's best labels local optima of the oracle under feasible token edits?
+
+Why: edits (``edits.fraction``) climb one token at a time, and on an Ehrlich function a design can
+sit where no single substitution the chain allows raises the true value, while two do (an element
+whose slot needs its neighbour changed first, or a motif that has to move). This asks the run's own
+oracle, not the reward model: for each of the ledger's best distinct designs it reports the best
+true value over every chain-feasible single edit and over every pair of them in turn. A run
+whose best labels have no better single edit has stalled for a reason no reward model can fix
+with one-token edits.
+
+    .venv/bin/python experiments/local_optima.py RUN [--top 5]
+"""
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from motif_census import best_hits, motif_layout
+from near_optimum import edits
+
+
+def best_value(oracle, designs: list[str]) -> float:
+    values = np.array(oracle(designs), dtype=float)
+    return float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--top", type=int, default=5, help="best distinct labelled designs to examine")
+    p.add_argument("--edit-eps", type=float, default=1e-3, help="chain probability an edit's transitions need")
+    args = p.parse_args(argv)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(args.run / "config.yaml")
+    domain = instantiate(cfg.domain.problem)
+    layout, letters, T = motif_layout(domain), domain.oracle.alphabet, domain.function.transition_matrix
+    labels: dict[str, float] = {}
+    for design, value in sqlite3.connect(args.run / "ledger.sqlite").execute(
+            "select design, value from queries where value is not null"):
+        if np.isfinite(float(value)):  # the ledger keeps values as text, 'nan' for infeasible
+            labels[design] = max(float(value), labels.get(design, -np.inf))
+    rows = sorted(labels.items(), key=lambda kv: -kv[1])[:args.top]
+    print("design | label | motif elements present | best single edit | best two edits")
+    for design, value in rows:
+        singles = edits(design, letters, T, args.edit_eps)
+        doubles = sorted({d for s in singles for d in edits(s, letters, T, args.edit_eps)} - {design})
+        hits = [sum(best_hits(design, m, o)) for m, o, _ in layout]
+        print(f"{design} | {value:.3f} | {hits} | {best_value(domain.oracle, singles):.3f} ({len(singles)}) | "
+              f"{best_value(domain.oracle, doubles):.3f} ({len(doubles)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
