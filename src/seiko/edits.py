@@ -46,18 +46,28 @@ def allowed_substitutions(reference: nn.Module, family, tokens: Tensor, eps: flo
     return allowed & (torch.nn.functional.one_hot(tokens, allowed.shape[-1]) == 0)
 
 
+def single_edits(design: Tensor, allowed: Tensor) -> Tensor:
+    """[E, L]: the design with one allowed substitution each (``allowed`` [L, V])."""
+    pos, tok = allowed.nonzero(as_tuple=True)
+    cands = design.repeat(len(pos), 1)
+    cands[torch.arange(len(pos)), pos] = tok
+    return cands
+
+
+def scores(cands: Tensor, score: Callable[[Tensor], Tensor], chunk: int) -> Tensor:
+    return torch.cat([score(cands[s:s + chunk]) for s in range(0, len(cands), chunk)])
+
+
 @torch.no_grad()
 def best_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Tensor], chunk: int = 4096) -> Tensor:
     """Each design replaced by its best-scoring allowed single-token edit, if that beats it."""
     out = tokens.clone()
     base = score(tokens)
     for b in range(tokens.shape[0]):
-        pos, tok = allowed[b].nonzero(as_tuple=True)
-        if len(pos) == 0:
+        cands = single_edits(tokens[b], allowed[b])
+        if len(cands) == 0:
             continue
-        cands = tokens[b].repeat(len(pos), 1)
-        cands[torch.arange(len(pos)), pos] = tok
-        values = torch.cat([score(cands[s:s + chunk]) for s in range(0, len(cands), chunk)])
+        values = scores(cands, score, chunk)
         best = int(values.argmax())
         if values[best] > base[b]:
             out[b] = cands[best]
@@ -95,12 +105,9 @@ def best_new_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Te
     """
     out = tokens.clone()
     for b in range(tokens.shape[0]):
-        pos, tok = allowed[b].nonzero(as_tuple=True)
-        cands = tokens[b].repeat(len(pos), 1)
-        cands[torch.arange(len(pos)), pos] = tok
+        cands = single_edits(tokens[b], allowed[b])
         if len(cands):
-            values = torch.cat([score(cands[s:s + chunk]) for s in range(0, len(cands), chunk)])
-            for i in values.argsort(descending=True).tolist():
+            for i in scores(cands, score, chunk).argsort(descending=True).tolist():
                 key = cands[i].numpy().tobytes()
                 if key not in taken:
                     taken.add(key)
