@@ -128,3 +128,16 @@ def test_resume_refits_the_objective_that_edits_need(tiny, tmp_path):
     assert again.method.objective is None
     assert again._restore() == 1
     assert again.method.objective is not None  # refitted from the ledger, so round 1 is edited too
+
+
+@pytest.mark.parametrize("override, field", [("edits.fraction=0.5", "edits.fraction"),
+                                             ("edits.restarts=0.5", "edits.restarts")])
+def test_token_edits_on_a_gaussian_family_fail_naming_the_field(override, field, tiny):
+    from seiko.api import compose
+    from seiko.build import edit_settings
+    from seiko.config import ConfigError
+    from seiko.diffusion import GaussianDiffusion
+
+    with pytest.raises(ConfigError, match=f"^{field}: token edits need categorical"):
+        edit_settings(compose(tiny + [override]), GaussianDiffusion((2,), num_steps=10))
+    assert edit_settings(compose(tiny + [override]), MaskedDiffusion(V, L))[f"edit_{field.split('.')[1]}"] == 0.5

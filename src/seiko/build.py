@@ -100,13 +100,14 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
 
 def edit_settings(cfg: DictConfig, family) -> dict:
     """``edits.*`` for SeikoMethod; edits need a categorical (masked) family."""
-    fraction = cfg.get("edits", {}).get("fraction", 0.0) or 0.0
-    if max(fraction, cfg.get("edits", {}).get("restarts", 0.0) or 0.0) > 0 and not hasattr(family, "mask_id"):
-        raise ConfigError(f"edits.fraction: token edits need categorical (masked) diffusion, "
-                          f"not {type(family).__name__}; set it to 0")
     edits = cfg.get("edits", {})
-    return {"edit_fraction": float(fraction), "edit_eps": float(edits.get("eps", 1e-3)),
-            "edit_steps": int(edits.get("steps", 1)), "edit_restarts": float(edits.get("restarts", 0.0) or 0.0)}
+    fraction, restarts = float(edits.get("fraction", 0.0) or 0.0), float(edits.get("restarts", 0.0) or 0.0)
+    for name, share in (("fraction", fraction), ("restarts", restarts)):
+        if share > 0 and not hasattr(family, "mask_id"):
+            raise ConfigError(f"edits.{name}: token edits need categorical (masked) diffusion, "
+                              f"not {type(family).__name__}; set it to 0")
+    return {"edit_fraction": fraction, "edit_eps": float(edits.get("eps", 1e-3)),
+            "edit_steps": int(edits.get("steps", 1)), "edit_restarts": restarts}
 
 
 def build_oracle(oracle_cfg: DictConfig):
