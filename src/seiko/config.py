@@ -14,7 +14,10 @@ class ConfigError(ValueError):
     """A bad setting; the CLI prints its message as one line and exits with status 2."""
 
 
-def _number(cfg: DictConfig, path: str, minimum: float, strict: bool = False) -> None:
+def _number(cfg: DictConfig, path: str, minimum: float, strict: bool = False, *,
+            at_most: float | None = None, below: float | None = None, why: str = "") -> None:
+    """A number >= minimum (> with ``strict``), and <= ``at_most`` or < ``below`` if given; ``why``
+    says in the error what the bound means."""
     node = cfg
     for part in path.split("."):
         node = node.get(part) if isinstance(node, DictConfig) else None
@@ -24,6 +27,10 @@ def _number(cfg: DictConfig, path: str, minimum: float, strict: bool = False) ->
         raise ConfigError(f"{path} must be a number, got {node!r}")
     if node < minimum or (strict and node == minimum):
         raise ConfigError(f"{path} must be {'>' if strict else '>='} {minimum}, got {node}")
+    if at_most is not None and node > at_most:
+        raise ConfigError(f"{path} must be <= {at_most:g} ({why}), got {node}")
+    if below is not None and node >= below:
+        raise ConfigError(f"{path} must be < {below:g} ({why}), got {node}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -36,22 +43,14 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "budget.oracle_batch_size", 1)
     _number(cfg, "finetune.kl_pretrained", 0)
     _number(cfg, "finetune.kl_previous", 0)
-    _number(cfg, "finetune.support_eps", 0)
-    if (cfg.finetune.get("support_eps") or 0) >= 1:
-        raise ConfigError(f"finetune.support_eps must be < 1 (a probability floor), got {cfg.finetune.support_eps}")
+    _number(cfg, "finetune.support_eps", 0, below=1, why="a probability floor")
     _number(cfg, "finetune.lr", 0, strict=True)
     _number(cfg, "finetune.batch_size", 1)
     _number(cfg, "finetune.steps", 1)
     _number(cfg, "strategy.bonus", 0)
-    _number(cfg, "edits.fraction", 0)
-    _number(cfg, "edits.eps", 0, strict=True)
-    if (cfg.get("edits", {}).get("fraction") or 0) > 1:
-        raise ConfigError(f"edits.fraction must be <= 1 (a share of each round's proposals), got {cfg.edits.fraction}")
-    if (cfg.get("edits", {}).get("eps") or 0) >= 1:
-        raise ConfigError(f"edits.eps must be < 1 (a probability floor), got {cfg.edits.eps}")
-    _number(cfg, "edits.restarts", 0)
-    if (cfg.get("edits", {}).get("restarts") or 0) > 1:
-        raise ConfigError(f"edits.restarts must be <= 1 (a share of each round's proposals), got {cfg.edits.restarts}")
+    for share in ("edits.fraction", "edits.restarts"):
+        _number(cfg, share, 0, at_most=1, why="a share of each round's proposals")
+    _number(cfg, "edits.eps", 0, strict=True, below=1, why="a probability floor")
     steps = cfg.get("edits", {}).get("steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"edits.steps must be an int >= 1 (edits in turn per proposal), got {steps!r}")
