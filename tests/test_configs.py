@@ -49,6 +49,21 @@ def test_every_trainer_config_composes(trainer, tiny):
         assert strategy._start_method == "spawn"
 
 
+@pytest.mark.parametrize("trainer", GROUPS["trainer"])
+def test_reward_models_fit_without_fsdp(trainer, tiny):
+    """FSDP refuses gpytorch's scalar hyperparameters: reward fits use DDP in 32-bit instead."""
+    from seiko.cli_support import reward_trainer_config
+
+    cfg = compose(tiny + [f"trainer={trainer}"]).trainer
+    reward = reward_trainer_config(cfg)
+    if trainer == "fsdp":
+        assert reward.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
+        assert (reward.precision, reward.devices) == ("32-true", cfg.devices)
+        assert cfg.strategy._target_.endswith("FSDPStrategy")  # the run's own config is untouched
+    else:
+        assert reward == cfg
+
+
 def test_domain_instantiates_with_its_networks(tiny):
     cfg = compose(tiny)
     domain = instantiate(cfg.domain.problem)

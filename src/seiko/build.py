@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seiko import sharding
 from seiko.checkpoint import load_policy
-from seiko.cli_support import build_trainer, quiet_lightning
+from seiko.cli_support import build_trainer, quiet_lightning, reward_trainer_config
 from seiko.config import ConfigError
 from seiko.distributed import is_rank_zero
 from seiko.ledger import Ledger
@@ -41,16 +42,17 @@ def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
 
     policy = DiffusionPolicy(instantiate(denoiser_cfg), instantiate(family_cfg), domain=domain, seed=cfg.seed)
     trainer = build_trainer(cfg.trainer, max_steps=cfg.domain.pretrain_steps, enable_progress_bar=False)
-    trainer.fit(policy)
+    sharding.fit(trainer, policy)
     return policy.denoiser.cpu(), policy.family, {"denoiser": denoiser_cfg, "family": family_cfg,
                                                   "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
 
 
 def _fit(cfg: DictConfig, out_dir: Path, kind: str, module, round: int, **trainer_kwargs) -> dict:
     logger_dir = str(out_dir / "tb") if cfg.logger.enabled else None
-    trainer = build_trainer(cfg.trainer, logger_dir=logger_dir, name=f"round_{round}/{kind}",
+    trainer_cfg = reward_trainer_config(cfg.trainer) if kind == "reward" else cfg.trainer
+    trainer = build_trainer(trainer_cfg, logger_dir=logger_dir, name=f"round_{round}/{kind}",
                             enable_progress_bar=bool(cfg.progress), **trainer_kwargs)
-    trainer.fit(module)
+    sharding.fit(trainer, module)
     return {f"{kind}/{k.split('/')[-1]}": float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seiko import sharding
 from seiko.checkpoint import save_policy
 from seiko.cli_support import CONFIG_DIR, build_trainer
 from seiko.policy import DiffusionPolicy
@@ -67,7 +68,7 @@ def pretrain(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg.trainer, max_steps=cfg.max_steps, logger_dir=cfg.log_dir, name="pretrain",
                             callbacks=callbacks)
     start = time.time()
-    trainer.fit(policy)
+    sharding.fit(trainer, policy)
     policy.to("cpu")
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     samples = torch.cat([policy.sample(500, gen) for _ in range(cfg.eval_batches)])

@@ -34,7 +34,7 @@ class BackpropFinetuner(Finetuner):
                                   grad_steps=grad_steps, tau=self.tau,
                                   use_checkpoint=self.gradient_checkpointing, device=self.device)
         design = rollout.final[..., :-1] if hasattr(self.family, "mask_id") else rollout.final
-        reward = self.objective(self.features(design))
+        reward = self.score(design)
         loss = -reward.mean() + self.kl_penalty(rollout.kl)
         self.log("finetune/objective", reward.mean(), prog_bar=True)
         self.log("finetune/loss", loss)

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from seiko.sharding import is_fsdp
+
 
 def frozen(module: nn.Module) -> nn.Module:
     ref = copy.deepcopy(module).eval()
@@ -55,6 +57,35 @@ class Finetuner(L.LightningModule):
         for name, value in kl.items():
             self.log(f"finetune/kl_{name}", value.mean())
             self.log(f"finetune/kl_{name}_per_dim", value.mean() / dims)
+
+    def score(self, design: Tensor) -> Tensor:
+        """The round's objective on designs, in 32-bit whatever the trainer's precision: a reward
+        model (a GP's kernel, its Cholesky factor) is no longer one in bf16."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.objective(self.features(design.float()))
+
+    def unsharded(self) -> list[nn.Module]:
+        """What FSDP must leave whole (``seiko.sharding``): the frozen reward model."""
+        objective = getattr(self, "objective", None)
+        return [objective] if isinstance(objective, nn.Module) else []
+
+    def clip_norm(self, optimizer, max_norm: float) -> None:
+        """Gradient-norm clipping; under FSDP by FSDP itself, since the norm of sharded gradients
+        is a collective (Lightning's FSDP precision plugin refuses norm clipping)."""
+        if is_fsdp(self.trainer):
+            self.trainer.strategy.model.clip_grad_norm_(max_norm)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            self.clip_norm(optimizer, gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_fit_start(self):
+        # FSDP moves only what it shards, and moves it without telling the module its device.
+        self.to(self.trainer.strategy.root_device)
 
     def configure_optimizers(self):
         trainable = [p for p in self.denoiser.parameters() if p.requires_grad]  # not a frozen support reference

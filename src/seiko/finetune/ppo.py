@@ -44,7 +44,7 @@ class PPOFinetuner(Finetuner):
 
     def _objective_reward(self, final: Tensor) -> Tensor:
         design = torch.nn.functional.one_hot(final, self.family.vocab_size).float() if not final.is_floating_point() else final
-        return self.objective(self.features(design))
+        return self.score(design)
 
     def _batch(self, index: int) -> tuple[Trajectory, Tensor]:
         if self.rollouts is not None:
@@ -75,7 +75,7 @@ class PPOFinetuner(Finetuner):
             loss = policy_loss + self.kl_penalty(kl_seq)
             opt.zero_grad()
             self.manual_backward(loss)
-            self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            self.clip_norm(opt, self.max_grad_norm)
             opt.step()
         self.log("finetune/reward", reward[finite].mean() if finite.any() else torch.tensor(float("nan")),
                  prog_bar=True)
