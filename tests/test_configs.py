@@ -98,6 +98,7 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("edits.steps=0", "edits.steps"),
     ("edits.steps=1.5", "edits.steps"),
     ("edits.restarts=1.5", "edits.restarts"),
+    ("edits.per_restart=0", "edits.per_restart"),
     ("reward.log_floor=0", "reward.log_floor"),
     ("reward.log_floor=-1", "reward.log_floor"),
 ])
@@ -109,7 +110,8 @@ def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
 
 
 def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
-    """Ledgers written before edits.steps, edits.restarts and reward.log_floor existed still resume."""
+    """Ledgers written before edits.steps, edits.restarts, edits.per_restart and reward.log_floor
+    existed still resume."""
     from seiko.build import config_fingerprint
 
     plain, edited = compose(tiny), compose(tiny + ["edits.fraction=0.5"])
@@ -119,8 +121,11 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
             del cfg.reward["log_floor"]
             del cfg.edits["steps"]
             del cfg.edits["restarts"]
+            del cfg.edits["per_restart"]
     assert config_fingerprint(plain) == config_fingerprint(old_plain)
     assert config_fingerprint(edited) == config_fingerprint(old_edited)
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
     assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
+    restarts = compose(tiny + ["edits.restarts=0.5"])
+    assert config_fingerprint(compose(tiny + ["edits.restarts=0.5", "edits.per_restart=4"])) != config_fingerprint(restarts)

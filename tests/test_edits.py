@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from seiko.diffusion import MaskedDiffusion
-from seiko.edits import allowed_substitutions, best_edits, climb
+from seiko.edits import allowed_substitutions, best_edits, best_new_edits, climb
 
 V, L = 4, 5
 
@@ -115,6 +115,40 @@ def test_restarts_are_new_single_edits_of_the_best_labels(tiny, tmp_path):
     cutoff = labelled[count - 1][1]  # ties at the cutoff may be taken in any order
     for design in restarts:
         assert any(sum(a != b for a, b in zip(design, start)) == 1 for start, v in labelled if v >= cutoff)
+
+
+def test_each_design_gives_its_best_new_edits_in_order_up_to_the_limit():
+    tokens = torch.tensor([[0, 0, 0, 0, 0], [2, 2, 2, 2, 2]])
+    allowed = torch.zeros(2, L, V, dtype=torch.bool)
+    allowed[0, :, 2] = True
+    allowed[1, :, 0] = True
+    score = lambda t: (t == 2).float().sum(-1) + 0.1 * torch.arange(L).flip(0).mul(t == 2).sum(-1)  # noqa: E731
+    taken = {torch.tensor([2, 0, 0, 0, 0]).numpy().tobytes()}  # the first design's best edit is labelled
+    edits = best_new_edits(tokens, allowed, score, taken, per=2, limit=3)
+    assert edits.tolist() == [[0, 2, 0, 0, 0], [0, 0, 2, 0, 0],  # the next two of the first design
+                              [2, 2, 2, 2, 0]]                    # then the second's best, up to 3 in all
+    assert {e.numpy().tobytes() for e in edits} <= taken  # now labelled-to-be
+    assert len(best_new_edits(tokens[:1], allowed[:1] & False, score, taken)) == 0  # no edit: none
+
+
+def test_per_restart_spends_the_restarts_on_the_few_best_labels(tiny, tmp_path):
+    """edits.per_restart=4: round 1's 8 restarts are 4 new edits of each of the 2 best labels."""
+    from seiko.api import compose, run
+
+    run(compose(tiny + ["strategy=greedy", "budget.per_round=[16,16]", "edits.restarts=0.5",
+                        "edits.per_restart=4"]), tmp_path)
+    rows = sqlite3.connect(tmp_path / "ledger.sqlite").execute("select round, design, value from queries order by id")
+    rounds = {}
+    for round, design, value in rows:
+        rounds.setdefault(round, []).append((design, float(value) if value is not None else float("nan")))
+    labelled = sorted({d: v for d, v in rounds[0] if math.isfinite(v)}.items(), key=lambda kv: -kv[1])
+    restarts = [d for d, _ in rounds[1][:8]]
+    assert len(set(restarts)) == 8 and not set(restarts) & {d for d, _ in rounds[0]}
+    parents = [[s for s, _ in labelled if sum(a != b for a, b in zip(d, s)) == 1] for d in restarts]
+    assert all(parents)
+    top = {s for s, v in labelled if v >= labelled[1][1]}  # the two best (ties at the second in any order)
+    first, second = set(parents[0]) & top, set(parents[4]) & top
+    assert all(set(p) & first for p in parents[:4]) and all(set(p) & second for p in parents[4:])
 
 
 def test_resume_refits_the_objective_that_edits_need(tiny, tmp_path):

@@ -51,9 +51,10 @@ def validate(cfg: DictConfig) -> None:
     for share in ("edits.fraction", "edits.restarts"):
         _number(cfg, share, 0, at_most=1, why="a share of each round's proposals")
     _number(cfg, "edits.eps", 0, strict=True, below=1, why="a probability floor")
-    steps = cfg.get("edits", {}).get("steps", 1)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"edits.steps must be an int >= 1 (edits in turn per proposal), got {steps!r}")
+    for key, what in (("steps", "edits in turn per proposal"), ("per_restart", "new edits of each restarted design")):
+        value = cfg.get("edits", {}).get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"edits.{key} must be an int >= 1 ({what}), got {value!r}")
     _number(cfg, "reward.log_floor", 0, strict=True)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)

@@ -11,7 +11,9 @@ edit when that scores higher. The oracle then labels the edited designs.
 With ``edits.restarts`` (a share of the round) proposals start instead from the ledger's best
 labelled designs, each replaced by its best-scoring edit that no label has yet: a trust region
 around what the oracle already rated highest, where fresh samples of a policy that has learnt
-only part of that are a long way off.
+only part of that are a long way off. ``edits.per_restart`` edits of each such design go to
+the oracle, so the share is spent on the few best designs rather than one edit of many: of a
+design's few hundred allowed edits only the few that add a missing motif element improve it.
 
 With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
 tokens), because one token per round is slow where the optimum lies several tokens away: on a
@@ -96,21 +98,28 @@ def climb(tokens: Tensor, reference: nn.Module, family, eps: float, score: Calla
 
 @torch.no_grad()
 def best_new_edits(tokens: Tensor, allowed: Tensor, score: Callable[[Tensor], Tensor], taken: set[bytes],
-                   chunk: int = 4096) -> Tensor:
-    """Each design replaced by its best-scoring allowed edit not in ``taken`` (which it extends).
+                   per: int = 1, limit: int | None = None, chunk: int = 4096) -> Tensor:
+    """[N, L]: up to ``per`` best-scoring allowed edits of each design, in the designs' order,
+    none in ``taken`` (which it extends), at most ``limit`` in all.
 
-    Unlike ``best_edits`` the edit is kept even when it scores below the design: the design is
-    already labelled, so the point is the best label not yet bought. A design with no new edit
-    stays as it is.
+    Unlike ``best_edits`` an edit is kept even when it scores below its design: the design is
+    already labelled, so the point is the best labels not yet bought. A design with no new edit
+    gives none.
     """
-    out = tokens.clone()
+    out: list[Tensor] = []
+    limit = len(tokens) * per if limit is None else limit
     for b in range(tokens.shape[0]):
-        cands = single_edits(tokens[b], allowed[b])
-        if len(cands):
-            for i in scores(cands, score, chunk).argsort(descending=True).tolist():
-                key = cands[i].numpy().tobytes()
-                if key not in taken:
-                    taken.add(key)
-                    out[b] = cands[i]
+        if len(out) >= limit:
+            break
+        cands, got = single_edits(tokens[b], allowed[b]), 0
+        if len(cands) == 0:
+            continue
+        for i in scores(cands, score, chunk).argsort(descending=True).tolist():
+            key = cands[i].numpy().tobytes()
+            if key not in taken:
+                taken.add(key)
+                out.append(cands[i])
+                got += 1
+                if got == per or len(out) >= limit:
                     break
-    return out
+    return torch.stack(out) if out else tokens[:0]

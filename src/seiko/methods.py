@@ -149,8 +149,8 @@ class SeikoMethod(FinetunedMethod):
 
     With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
-    (``seiko.edits``). A share ``edit_restarts`` of each round is instead the best new edit of
-    one of the best labelled designs. With ``log_floor`` the reward model is fitted to
+    (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
+    labelled designs, ``edit_per_restart`` of each. With ``log_floor`` the reward model is fitted to
     log(max(label, floor)): an oracle that is a product of terms (Ehrlich motifs) becomes a sum,
     which the models learn term by term.
     """
@@ -159,14 +159,14 @@ class SeikoMethod(FinetunedMethod):
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
-                 edit_restarts: float = 0.0, log_floor: float | None = None):
+                 edit_restarts: float = 0.0, edit_per_restart: int = 1, log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
         self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
-        self.edit_restarts, self.log_floor = edit_restarts, log_floor
+        self.edit_restarts, self.edit_per_restart, self.log_floor = edit_restarts, edit_per_restart, log_floor
         self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
@@ -211,7 +211,9 @@ class SeikoMethod(FinetunedMethod):
         return torch.cat([restarts, designs])
 
     def restarts(self, count: int) -> Tensor:
-        """The best new edit of each of the ``count`` best distinct labelled designs (edits.restarts)."""
+        """``count`` new edits of the best distinct labelled designs, ``edit_per_restart`` of each,
+        best designs first (edits.restarts); a design whose edits are all labelled gives way to
+        the next."""
         designs, values = self.labelled
         if count == 0:
             return designs[:0]
@@ -224,9 +226,16 @@ class SeikoMethod(FinetunedMethod):
             if key not in taken and np.isfinite(values[i]):
                 best.append(i)
             taken.add(key)
-        starts = designs[torch.as_tensor(best[:count], dtype=torch.long)]
-        allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
-        return best_new_edits(starts, allowed, lambda t: self.objective(self.features(t)), taken)
+        score = lambda t: self.objective(self.features(t))  # noqa: E731
+        width, out = -(-count // self.edit_per_restart), []
+        for start in range(0, len(best), width):
+            starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
+            allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
+            out.append(best_new_edits(starts, allowed, score, taken, self.edit_per_restart,
+                                      count - sum(map(len, out))))
+            if sum(map(len, out)) == count:
+                break
+        return torch.cat(out) if out else designs[:0]
 
     def sample(self, num, generator):
         """Evaluation measures the policy itself: no edits."""
