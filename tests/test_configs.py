@@ -127,5 +127,5 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
     assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
-    restarts = compose(tiny + ["edits.restarts=0.5"])
-    assert config_fingerprint(compose(tiny + ["edits.restarts=0.5", "edits.per_restart=4"])) != config_fingerprint(restarts)
+    restarts, wider = compose(tiny + ["edits.restarts=0.5"]), compose(tiny + ["edits.restarts=0.5", "edits.per_restart=4"])
+    assert config_fingerprint(wider) != config_fingerprint(restarts)

@@ -150,9 +150,9 @@ class SeikoMethod(FinetunedMethod):
     With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
-    labelled designs, ``edit_per_restart`` of each. With ``log_floor`` the reward model is fitted to
-    log(max(label, floor)): an oracle that is a product of terms (Ehrlich motifs) becomes a sum,
-    which the models learn term by term.
+    labelled designs, ``edit_per_restart`` of each. With ``log_floor`` the reward model is
+    fitted to log(max(label, floor)): an oracle that is a product of terms (Ehrlich motifs)
+    becomes a sum, which the models learn term by term.
     """
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
