@@ -9,7 +9,6 @@ import copy
 import os
 import socket
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -58,7 +57,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_unshard_gives_every_rank_the_whole_trained_module(tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     full = sum(p.numel() for p in _net().parameters())
