@@ -52,7 +52,7 @@ def test_every_trainer_config_composes(trainer, tiny):
 @pytest.mark.parametrize("trainer", GROUPS["trainer"])
 def test_reward_models_fit_without_fsdp(trainer, tiny):
     """FSDP refuses gpytorch's scalar hyperparameters: reward fits use DDP in 32-bit instead."""
-    from seiko.cli_support import reward_trainer_config
+    from seiko.sharding import reward_trainer_config
 
     cfg = compose(tiny + [f"trainer={trainer}"]).trainer
     reward = reward_trainer_config(cfg)

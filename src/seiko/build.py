@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seiko import sharding
 from seiko.checkpoint import load_policy
-from seiko.cli_support import build_trainer, quiet_lightning, reward_trainer_config
+from seiko.cli_support import build_trainer, quiet_lightning
 from seiko.config import ConfigError
 from seiko.distributed import is_rank_zero
 from seiko.ledger import Ledger
@@ -49,7 +49,7 @@ def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
 
 def _fit(cfg: DictConfig, out_dir: Path, kind: str, module, round: int, **trainer_kwargs) -> dict:
     logger_dir = str(out_dir / "tb") if cfg.logger.enabled else None
-    trainer_cfg = reward_trainer_config(cfg.trainer) if kind == "reward" else cfg.trainer
+    trainer_cfg = sharding.reward_trainer_config(cfg.trainer) if kind == "reward" else cfg.trainer
     trainer = build_trainer(trainer_cfg, logger_dir=logger_dir, name=f"round_{round}/{kind}",
                             enable_progress_bar=bool(cfg.progress), **trainer_kwargs)
     sharding.fit(trainer, module)

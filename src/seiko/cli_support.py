@@ -42,25 +42,6 @@ def use_spawn_safe_sharing() -> None:
     torch.multiprocessing.set_sharing_strategy("file_system")
 
 
-FSDP = "lightning.pytorch.strategies.FSDPStrategy"
-
-
-def reward_trainer_config(trainer_cfg: DictConfig) -> DictConfig:
-    """The trainer for reward-model fits: the run's own, except under FSDP.
-
-    FSDP is there to shard large denoisers. It refuses gpytorch's scalar hyperparameters
-    ("FSDP doesn't support scalar parameters", seen on an H100), and a GP's Cholesky factor in
-    bf16 is no factor at all; the reward models are small. So under ``trainer=fsdp`` they fit
-    data-parallel (DDP, joining the ranks FSDP's launcher started) in full precision.
-    """
-    if OmegaConf.select(trainer_cfg, "strategy._target_") != FSDP:
-        return trainer_cfg
-    out = trainer_cfg.copy()
-    out.strategy = {"_target_": "lightning.pytorch.strategies.DDPStrategy"}
-    out.precision = "32-true"
-    return out
-
-
 def build_trainer(trainer_cfg: DictConfig, logger_dir: str | None = None, name: str = "", **overrides):
     """A fresh Lightning Trainer from the ``trainer`` config group for one fit.
 

@@ -8,12 +8,32 @@ weights and puts them back into the module as ordinary CPU tensors.
 
 A module may name parts FSDP must leave whole (``unsharded()``): the round's reward model, whose
 gpytorch hyperparameters are scalars, which FSDP refuses to shard ("FSDP doesn't support scalar
-parameters", seen on an H100); it is frozen and small.
+parameters", seen on an H100); it is frozen and small. For the same reason reward models are
+fitted without FSDP (``reward_trainer_config``).
 """
 from __future__ import annotations
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+FSDP = "lightning.pytorch.strategies.FSDPStrategy"
+
+
+def reward_trainer_config(trainer_cfg: DictConfig) -> DictConfig:
+    """The trainer for reward-model fits: the run's own, except under FSDP.
+
+    FSDP is there to shard large denoisers. It refuses gpytorch's scalar hyperparameters
+    ("FSDP doesn't support scalar parameters", seen on an H100), and a GP's Cholesky factor in
+    bf16 is no factor at all; the reward models are small. So under ``trainer=fsdp`` they fit
+    data-parallel (DDP, joining the ranks FSDP's launcher started) in full precision.
+    """
+    if OmegaConf.select(trainer_cfg, "strategy._target_") != FSDP:
+        return trainer_cfg
+    out = trainer_cfg.copy()
+    out.strategy = {"_target_": "lightning.pytorch.strategies.DDPStrategy"}
+    out.precision = "32-true"
+    return out
 
 
 def is_fsdp(trainer) -> bool:
