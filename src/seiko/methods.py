@@ -173,6 +173,10 @@ class SeikoMethod(FinetunedMethod):
     def features(self, tokens: Tensor) -> Tensor:
         return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
 
+    def score(self, tokens: Tensor) -> Tensor:
+        """The last fitted round's acquisition on designs: what edits and restarts rank by."""
+        return self.objective(self.features(tokens))
+
     def fit_objective(self, round: int, designs: Tensor, values: np.ndarray) -> RoundObjective:
         """Fit the reward model on every label so far; the round's optimistic reward."""
         y, keep = impute(values, self.infeasible_value)
@@ -205,8 +209,8 @@ class SeikoMethod(FinetunedMethod):
         if count:
             from seiko.edits import climb
 
-            edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps,
-                           lambda t: self.objective(self.features(t)), self.edit_steps)  # no_grad inside
+            edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps, self.score,
+                           self.edit_steps)  # no_grad inside
             designs = torch.cat([edited, designs[count:]])
         return torch.cat([restarts, designs])
 
@@ -226,14 +230,13 @@ class SeikoMethod(FinetunedMethod):
             if key not in taken and np.isfinite(values[i]):
                 best.append(i)
             taken.add(key)
-        score = lambda t: self.objective(self.features(t))  # noqa: E731
-        width, out = -(-count // self.edit_per_restart), []
+        width, out, left = -(-count // self.edit_per_restart), [], count
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
             allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
-            out.append(best_new_edits(starts, allowed, score, taken, self.edit_per_restart,
-                                      count - sum(map(len, out))))
-            if sum(map(len, out)) == count:
+            out.append(best_new_edits(starts, allowed, self.score, taken, self.edit_per_restart, left))
+            left -= len(out[-1])
+            if left == 0:
                 break
         return torch.cat(out) if out else designs[:0]
 
