@@ -99,6 +99,9 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("edits.steps=1.5", "edits.steps"),
     ("edits.restarts=1.5", "edits.restarts"),
     ("edits.per_restart=0", "edits.per_restart"),
+    ("edits.blocks=1", "edits.blocks"),
+    ("edits.blocks=-2", "edits.blocks"),
+    ("edits.blocks=2.5", "edits.blocks"),
     ("reward.log_floor=0", "reward.log_floor"),
     ("reward.log_floor=-1", "reward.log_floor"),
 ])
@@ -122,6 +125,7 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
             del cfg.edits["steps"]
             del cfg.edits["restarts"]
             del cfg.edits["per_restart"]
+            del cfg.edits["blocks"]
     assert config_fingerprint(plain) == config_fingerprint(old_plain)
     assert config_fingerprint(edited) == config_fingerprint(old_edited)
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
@@ -129,3 +133,5 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
     restarts, wider = compose(tiny + ["edits.restarts=0.5"]), compose(tiny + ["edits.restarts=0.5", "edits.per_restart=4"])
     assert config_fingerprint(wider) != config_fingerprint(restarts)
+    blocks = compose(tiny + ["edits.restarts=0.5", "edits.blocks=4"])
+    assert config_fingerprint(blocks) != config_fingerprint(restarts)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from seiko.diffusion import MaskedDiffusion
-from seiko.edits import allowed_substitutions, best_edits, best_new_edits, climb
+from seiko.edits import allowed_substitutions, best_edits, best_new_edits, block_edits, climb, single_edits, supported
 
 V, L = 4, 5
 
@@ -124,11 +124,58 @@ def test_each_design_gives_its_best_new_edits_in_order_up_to_the_limit():
     allowed[1, :, 0] = True
     score = lambda t: (t == 2).float().sum(-1) + 0.1 * torch.arange(L).flip(0).mul(t == 2).sum(-1)  # noqa: E731
     taken = {torch.tensor([2, 0, 0, 0, 0]).numpy().tobytes()}  # the first design's best edit is labelled
-    edits = best_new_edits(tokens, allowed, score, taken, per=2, limit=3)
+    cands = [single_edits(t, a) for t, a in zip(tokens, allowed)]
+    edits = best_new_edits(tokens, cands, score, taken, per=2, limit=3)
     assert edits.tolist() == [[0, 2, 0, 0, 0], [0, 0, 2, 0, 0],  # the next two of the first design
                               [2, 2, 2, 2, 0]]                    # then the second's best, up to 3 in all
     assert {e.numpy().tobytes() for e in edits} <= taken  # now labelled-to-be
-    assert len(best_new_edits(tokens[:1], allowed[:1] & False, score, taken)) == 0  # no edit: none
+    assert len(best_new_edits(tokens[:1], [tokens[:0]], score, taken)) == 0  # no edit: none
+
+
+def test_a_check_skips_edits_it_refuses_and_the_next_best_take_their_place():
+    tokens = torch.tensor([[0, 0, 0, 0, 0]])
+    allowed = torch.zeros(1, L, V, dtype=torch.bool)
+    allowed[0, :, 2] = True
+    score = lambda t: 0.1 * torch.arange(L).flip(0).mul(t == 2).sum(-1)  # noqa: E731  (earlier 2s score higher)
+    asked = []
+
+    def check(b, edits):
+        asked.append(len(edits))
+        return edits[:, 1] != 2  # refuse a 2 at position 1
+
+    edits = best_new_edits(tokens, [single_edits(tokens[0], allowed[0])], score, set(), per=2, check=check)
+    assert edits.tolist() == [[2, 0, 0, 0, 0], [0, 0, 2, 0, 0]]
+    assert asked == [L]  # every candidate of this small design in one batch, in score order
+
+
+def test_block_edits_are_runs_and_copies_and_include_every_single_edit():
+    design = torch.tensor([0, 1, 2, 3, 0])
+    blocks = block_edits(design, 3, V)
+    rows = {tuple(r) for r in blocks.tolist()}
+    assert len(rows) == len(blocks) and tuple(design.tolist()) not in rows  # distinct, all changed
+    singles = single_edits(design, torch.nn.functional.one_hot(design, V) == 0)
+    assert {tuple(r) for r in singles.tolist()} <= rows
+    assert (3, 3, 3, 3, 0) in rows  # a run of 3 over positions 0-2
+    assert (0, 1, 2, 1, 2) in rows  # the block [1, 2] copied to positions 3-4
+    assert (0, 0, 1, 2, 0) in rows  # [0, 1, 2] copied one place on (a shift)
+    assert not any(sum(a != b for a, b in zip(r, design.tolist())) > 3 for r in rows)
+    assert {tuple(r) for r in block_edits(design, 1, V).tolist()} == {tuple(r) for r in singles.tolist()}
+    with pytest.raises(ValueError, match="block width"):
+        block_edits(design, L + 1, V)
+
+
+def test_a_block_edit_is_supported_when_every_token_it_places_is_allowed_there():
+    """FixedReference allows tokens 0 and 2 (>= 1e-3) anywhere, never 1 or 3."""
+    design = torch.tensor([1, 3, 0, 0, 0])
+    cands = torch.tensor([[1, 3, 2, 2, 0],   # places 2s: allowed
+                          [1, 3, 3, 0, 0],   # places a 3: refused
+                          [0, 0, 0, 0, 0],   # replaces the 1 and 3 it had: allowed
+                          [1, 3, 1, 3, 0]])  # copies [1, 3]: refused, whatever the design held
+    ok = supported(FixedReference(), MaskedDiffusion(V, L), design, cands, eps=1e-3)
+    assert ok.tolist() == [True, False, True, False]
+    allowed = allowed_substitutions(FixedReference(), MaskedDiffusion(V, L), design[None], 1e-3)[0]
+    singles = single_edits(design, torch.nn.functional.one_hot(design, V) == 0)
+    assert supported(FixedReference(), MaskedDiffusion(V, L), design, singles, 1e-3).sum() == allowed.sum()
 
 
 def test_per_restart_spends_the_restarts_on_the_few_best_labels(tiny, tmp_path):
@@ -149,6 +196,32 @@ def test_per_restart_spends_the_restarts_on_the_few_best_labels(tiny, tmp_path):
     top = {s for s, v in labelled if v >= labelled[1][1]}  # the two best (ties at the second in any order)
     first, second = set(parents[0]) & top, set(parents[4]) & top
     assert all(set(p) & first for p in parents[:4]) and all(set(p) & second for p in parents[4:])
+
+
+def test_block_restarts_move_blocks_of_the_best_labels(tiny, tmp_path):
+    """edits.blocks=3: round 1's restarts differ from a best round-0 label in at most 3
+    consecutive positions, some in more than one, and none was labelled before."""
+    from seiko.api import compose, run
+
+    run(compose(tiny + ["strategy=greedy", "budget.per_round=[16,16]", "edits.restarts=0.5",
+                        "edits.per_restart=4", "edits.blocks=3"]), tmp_path)
+    rounds = designs_by_round(tmp_path)
+    restarts = rounds[1][:8]
+    assert len(set(restarts)) == 8 and not set(restarts) & set(rounds[0])
+
+    def span(a, b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return diff[-1] - diff[0] + 1 if diff else 0
+    spans = [min(span(d, s) or 99 for s in rounds[0]) for d in restarts]
+    assert max(spans) <= 3 and max(spans) > 1, spans
+
+
+def test_blocks_longer_than_the_designs_are_refused(tiny, tmp_path):
+    from seiko.api import build_loop, compose
+    from seiko.config import ConfigError
+
+    with pytest.raises(ConfigError, match="edits.blocks"):
+        build_loop(compose(tiny + ["edits.restarts=0.5", "edits.blocks=999"]), tmp_path)
 
 
 def test_resume_refits_the_objective_that_edits_need(tiny, tmp_path):

@@ -90,6 +90,9 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                                seed=cfg.seed)
     if method != "seiko":
         raise ConfigError(f"strategy.method: unknown method {method!r}")
+    edits = edit_settings(cfg, family)
+    if edits["edit_blocks"] > getattr(domain, "length", edits["edit_blocks"]):
+        raise ConfigError(f"edits.blocks ({edits['edit_blocks']}) is longer than the designs ({domain.length})")
     acquisition = instantiate(cfg.strategy.acquisition)
     fit_reward = lambda model, round: _fit(cfg, out_dir, "reward", model, round,  # noqa: E731
                                            max_epochs=cfg.reward.max_epochs)
@@ -97,7 +100,7 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                        acquisition=acquisition, finetune_factory=finetune_factory, fit_reward=fit_reward,
                        fit_policy=fit_policy, infeasible_value=cfg.reward.infeasible_value,
                        single_round=getattr(acquisition, "rounds", "schedule") == "single", seed=cfg.seed,
-                       log_floor=cfg.reward.get("log_floor"), **edit_settings(cfg, family))
+                       log_floor=cfg.reward.get("log_floor"), **edits)
 
 
 def edit_settings(cfg: DictConfig, family) -> dict:
@@ -110,7 +113,7 @@ def edit_settings(cfg: DictConfig, family) -> dict:
                               f"not {type(family).__name__}; set it to 0")
     return {"edit_fraction": fraction, "edit_eps": float(edits.get("eps", 1e-3)),
             "edit_steps": int(edits.get("steps", 1)), "edit_restarts": restarts,
-            "edit_per_restart": int(edits.get("per_restart", 1))}
+            "edit_per_restart": int(edits.get("per_restart", 1)), "edit_blocks": int(edits.get("blocks", 0))}
 
 
 def build_oracle(oracle_cfg: DictConfig):
@@ -130,7 +133,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
     edits = cfg.get("edits", {})
     if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(edits, resolve=True)
-        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1)):
+        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0)):
             if keep["edits"].get(key) == default:
                 del keep["edits"][key]
     keep["seed"] = cfg.seed

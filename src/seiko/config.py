@@ -55,6 +55,10 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.get("edits", {}).get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"edits.{key} must be an int >= 1 ({what}), got {value!r}")
+    blocks = cfg.get("edits", {}).get("blocks", 0)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0 or blocks == 1:
+        raise ConfigError(f"edits.blocks must be 0 (single tokens) or an int >= 2 (longest block a restart "
+                          f"may move), got {blocks!r}")
     _number(cfg, "reward.log_floor", 0, strict=True)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)

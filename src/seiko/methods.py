@@ -150,7 +150,8 @@ class SeikoMethod(FinetunedMethod):
     With ``edit_fraction`` > 0 (not in the paper) that share of each round's proposals is
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
-    labelled designs, ``edit_per_restart`` of each. With ``log_floor`` the reward model is
+    labelled designs, ``edit_per_restart`` of each, moving blocks of up to ``edit_blocks`` tokens
+    when that is >= 2. With ``log_floor`` the reward model is
     fitted to log(max(label, floor)): an oracle that is a product of terms (Ehrlich motifs)
     becomes a sum, which the models learn term by term.
     """
@@ -159,7 +160,8 @@ class SeikoMethod(FinetunedMethod):
                  finetune_factory: Callable, fit_reward: Callable, fit_policy: Callable,
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
-                 edit_restarts: float = 0.0, edit_per_restart: int = 1, log_floor: float | None = None):
+                 edit_restarts: float = 0.0, edit_per_restart: int = 1, edit_blocks: int = 0,
+                 log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
@@ -167,6 +169,7 @@ class SeikoMethod(FinetunedMethod):
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
         self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
         self.edit_restarts, self.edit_per_restart, self.log_floor = edit_restarts, edit_per_restart, log_floor
+        self.edit_blocks = edit_blocks
         self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
@@ -221,7 +224,7 @@ class SeikoMethod(FinetunedMethod):
         designs, values = self.labelled
         if count == 0:
             return designs[:0]
-        from seiko.edits import allowed_substitutions, best_new_edits
+        from seiko.edits import allowed_substitutions, best_new_edits, block_edits, single_edits, supported
 
         order = np.argsort(-np.where(np.isfinite(values), values, -np.inf), kind="stable")
         taken, best = set(), []
@@ -233,8 +236,13 @@ class SeikoMethod(FinetunedMethod):
         width, out, left = -(-count // self.edit_per_restart), [], count
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
-            allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
-            out.append(best_new_edits(starts, allowed, self.score, taken, self.edit_per_restart, left))
+            if self.edit_blocks >= 2:
+                cands = [block_edits(s, self.edit_blocks, self.domain.vocab_size) for s in starts]
+                check = lambda b, e: supported(self.pretrained, self.family, starts[b], e, self.edit_eps)  # noqa: E731
+            else:
+                allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
+                cands, check = [single_edits(s, a) for s, a in zip(starts, allowed)], None
+            out.append(best_new_edits(starts, cands, self.score, taken, self.edit_per_restart, left, check))
             left -= len(out[-1])
             if left == 0:
                 break
