@@ -9,7 +9,13 @@ one token and copies of a block elsewhere, single substitutions included), as ``
 gives restarts. Infeasible moves are those the oracle rates -inf. This spends tens of thousands
 of oracle calls per climb: a diagnosis on a synthetic oracle, not a method.
 
+``--from DESIGN --rank-round R`` climbs from one design instead and, at every step, asks where
+the run's own acquisition ranks the improving moves among the new ones (no label yet): the run's
+reward config refitted on its labels up to round R, scored as its strategy scores (UCB: mean +
+bonus * std). Restarts label only the top ``edits.per_restart`` moves of a design per round.
+
     .venv/bin/python experiments/oracle_climbs.py RUN --round 2 --lineages 12 --blocks 1 8
+    .venv/bin/python experiments/oracle_climbs.py RUN --from DESIGN --rank-round 5 --blocks 8
 """
 from __future__ import annotations
 
@@ -34,8 +40,9 @@ def lineages(run: Path, last_round: int, count: int, apart: int) -> list[tuple[s
     return picked
 
 
-def climb(domain, design: str, value: float, width: int) -> tuple[float, int, int]:
-    """Best-improvement climb under the oracle: (final value, steps, oracle calls)."""
+def climb(domain, design: str, value: float, width: int, step=None) -> tuple[float, int, int]:
+    """Best-improvement climb under the oracle: (final value, steps, oracle calls).
+    ``step(design, value, moves, their values)``, if given, sees every step before it is taken."""
     from seiko.edits import block_edits
 
     steps = calls = 0
@@ -47,7 +54,48 @@ def climb(domain, design: str, value: float, width: int) -> tuple[float, int, in
         best = int(values.argmax())
         if values[best] <= value:
             return value, steps, calls
+        if step is not None:
+            step(design, value, cands, values)
         design, value, steps = cands[best], float(values[best]), steps + 1
+
+
+def acquisition_ranks(run: Path, domain, last_round: int):
+    """A ``step`` callback printing where the run's acquisition, refitted on its labels up to
+    ``last_round``, ranks the improving moves among the unlabelled ones (0 = first)."""
+    import torch
+    import torch.nn.functional as F
+    from ehrlich_fits import fit_reward_config
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from seiko.cli_support import quiet_lightning
+    from seiko.methods import impute
+
+    quiet_lightning()
+    cfg = OmegaConf.load(run / "config.yaml")
+    rows = sqlite3.connect(run / "ledger.sqlite").execute(
+        "select design, value from queries where round <= ? and value is not null order by id", (last_round,)).fetchall()
+    labelled = {d for d, _ in rows}
+    y, keep = impute(np.array([float(v) for _, v in rows]), cfg.reward.infeasible_value)
+    if cfg.reward.get("log_floor") is not None:
+        y = np.log(np.maximum(y, cfg.reward.log_floor))
+
+    def features(designs):
+        return domain.features(F.one_hot(domain.encode(designs), domain.vocab_size).float())
+    kept = [d for (d, _), k in zip(rows, keep) if k]
+    model, _ = fit_reward_config(cfg, features(kept), torch.as_tensor(y, dtype=torch.float32))
+    score = instantiate(cfg.strategy.acquisition).objective(model, torch.Generator().manual_seed(cfg.seed))
+
+    def step(design, value, cands, values):
+        new = np.array([c not in labelled for c in cands])
+        with torch.no_grad():
+            scores = torch.cat([score(features(list(part))) for part in np.array_split(np.array(cands)[new], 8)])
+        order = np.argsort(-scores.numpy(), kind="stable")
+        improving = np.nonzero(values[new][order] > value)[0]
+        top = values[new][order[:32]]
+        print(f"  {design} {value:.3f}: improving moves ranked {improving.tolist()} of {int(new.sum())}; "
+              f"{int((~np.isfinite(top)).sum())} of the top 32 infeasible", flush=True)
+    return step
 
 
 def main(argv=None) -> None:
@@ -58,16 +106,22 @@ def main(argv=None) -> None:
     p.add_argument("--apart", type=int, default=8, help="least Hamming distance between starting designs")
     p.add_argument("--blocks", type=int, nargs="+", default=[1, 8], help="widest move (1: single tokens)")
     p.add_argument("--optimum", type=float, default=1.0, help="the oracle's best value (Ehrlich: 1.0)")
+    p.add_argument("--from", dest="start", help="climb from this design instead of the run's lineages")
+    p.add_argument("--rank-round", type=int, help="print the run's acquisition ranks of the improving moves")
     args = p.parse_args(argv)
     from motif_census import domain_of
 
     domain = domain_of(args.run)
-    starts = lineages(args.run, args.round, args.lineages, args.apart)
+    if args.start:
+        starts = [(args.start, float(domain.oracle([args.start])[0]))]
+    else:
+        starts = lineages(args.run, args.round, args.lineages, args.apart)
+    step = None if args.rank_round is None else acquisition_ranks(args.run, domain, args.rank_round)
     optimum = args.optimum
     for width in args.blocks:
         reached = []
         for design, value in starts:
-            final, steps, calls = climb(domain, design, value, width)
+            final, steps, calls = climb(domain, design, value, width, step)
             reached.append(final)
             print(f"blocks={width}: {value:.3f} -> {final:.3f} in {steps} steps ({calls} oracle calls)", flush=True)
         print(f"blocks={width}: {sum(r >= optimum for r in reached)} of {len(starts)} climbs reach {optimum:g}; "

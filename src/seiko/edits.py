@@ -20,9 +20,9 @@ another place, or overwrite it with a run of one token (``block_edits``). Why: o
 motif terms a design soon sits where no single substitution helps, because two partial motifs
 share positions and completing one breaks the other; the way out is to move one of them, which
 takes several tokens at once. On the 4-motif benchmark, climbs that ask the oracle itself reach
-1.0 from 4 of 12 starting designs with block moves and from none of 30 with single tokens
-(README, 'Why the 4-motif runs stall'). A block edit must put only tokens the pretrained model
-allows where they land (``supported``), the rule single edits follow.
+1.0 from 4 of 12 starting designs with block moves and from none of the same 12 with single
+tokens (README, 'Block moves'). A block edit must put only tokens the pretrained model allows
+where they land (``supported``), the rule single edits follow.
 
 With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
 tokens), because one token per round is slow where the optimum lies several tokens away: on a

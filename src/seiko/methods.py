@@ -151,9 +151,9 @@ class SeikoMethod(FinetunedMethod):
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
     labelled designs, ``edit_per_restart`` of each, moving blocks of up to ``edit_blocks`` tokens
-    when that is >= 2. With ``log_floor`` the reward model is
-    fitted to log(max(label, floor)): an oracle that is a product of terms (Ehrlich motifs)
-    becomes a sum, which the models learn term by term.
+    when that is >= 2. With ``log_floor`` the reward model is fitted to log(max(label, floor)):
+    an oracle that is a product of terms (Ehrlich motifs) becomes a sum, which the models learn
+    term by term.
     """
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
