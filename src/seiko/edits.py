@@ -39,23 +39,28 @@ CHECK_BATCH = 64  # edits checked against the reference at a time, best first
 
 
 @torch.no_grad()
-def allowed_substitutions(reference: nn.Module, family, tokens: Tensor, eps: float, chunk: int = 4096) -> Tensor:
-    """Bool [B, L, V]: token v may replace position l of design b (reference prob >= eps, v new).
-
-    The reference sees each design with only position l masked, so its conditional there uses
-    both neighbours; one masked position is the last step of the reverse chain.
-    """
-    batch, length = tokens.shape
-    rows = torch.arange(batch * length, device=tokens.device)
-    positions = torch.arange(length, device=tokens.device).repeat(batch)
-    variants = tokens.repeat_interleave(length, 0)
-    variants[rows, positions] = family.mask_id
+def conditionals(reference: nn.Module, family, designs: Tensor, positions: Tensor, chunk: int = 4096) -> Tensor:
+    """[N, V]: the reference's distribution at ``positions[n]`` of ``designs[n]``, with that
+    position alone masked, so its conditional there uses both neighbours; one masked position
+    is the last step of the reverse chain."""
+    variants = designs.clone()
+    variants[torch.arange(len(designs), device=designs.device), positions] = family.mask_id
     probs = []
     for start in range(0, len(variants), chunk):
         part = variants[start:start + chunk]
-        logits = reference(part, family.model_time(family.num_steps - 1, len(part), tokens.device))
+        logits = reference(part, family.model_time(family.num_steps - 1, len(part), designs.device))
         probs.append(logits[torch.arange(len(part)), positions[start:start + chunk]].softmax(-1))
-    allowed = torch.cat(probs).reshape(batch, length, -1) >= eps
+    return torch.cat(probs)
+
+
+@torch.no_grad()
+def allowed_substitutions(reference: nn.Module, family, tokens: Tensor, eps: float, chunk: int = 4096) -> Tensor:
+    """Bool [B, L, V]: token v may replace position l of design b (reference prob >= eps, v new),
+    by the reference's ``conditionals`` at each position."""
+    batch, length = tokens.shape
+    positions = torch.arange(length, device=tokens.device).repeat(batch)
+    probs = conditionals(reference, family, tokens.repeat_interleave(length, 0), positions, chunk)
+    allowed = probs.reshape(batch, length, -1) >= eps
     return allowed & (torch.nn.functional.one_hot(tokens, allowed.shape[-1]) == 0)
 
 
@@ -140,18 +145,10 @@ def supported(reference: nn.Module, family, design: Tensor, cands: Tensor, eps: 
     ``allowed_substitutions`` applies to one token, applied to each token of a block.
     """
     edit, pos = (cands != design).nonzero(as_tuple=True)
-    variants = cands[edit]
-    rows = torch.arange(len(edit), device=cands.device)
-    variants[rows, pos] = family.mask_id
-    ok = []
-    for start in range(0, len(variants), chunk):
-        part, where = variants[start:start + chunk], pos[start:start + chunk]
-        logits = reference(part, family.model_time(family.num_steps - 1, len(part), cands.device))
-        probs = logits[torch.arange(len(part)), where].softmax(-1)
-        ok.append(probs[torch.arange(len(part)), cands[edit[start:start + chunk], where]] >= eps)
     bad = torch.zeros(len(cands), dtype=torch.bool, device=cands.device)
-    if ok:
-        bad[edit[~torch.cat(ok)]] = True
+    if len(edit):
+        probs = conditionals(reference, family, cands[edit], pos, chunk)
+        bad[edit[probs[torch.arange(len(edit)), cands[edit, pos]] < eps]] = True
     return ~bad
 
 
