@@ -167,23 +167,22 @@ def best_new_edits(tokens: Tensor, candidates: Sequence[Tensor], score: Callable
     out: list[Tensor] = []
     limit = len(tokens) * per if limit is None else limit
     for b in range(tokens.shape[0]):
-        if len(out) >= limit:
+        want, cands = min(per, limit - len(out)), candidates[b]
+        if want <= 0:
             break
-        cands, got = candidates[b], 0
         if len(cands) == 0:
             continue
         ranked = scores(cands, score, chunk).argsort(descending=True)
         ranked = ranked[torch.as_tensor([cands[i].numpy().tobytes() not in taken for i in ranked.tolist()])]
+        kept: list[int] = []
         for start in range(0, len(ranked), CHECK_BATCH):
             part = ranked[start:start + CHECK_BATCH]
             if check is not None:
                 part = part[check(b, cands[part])]
-            for i in part.tolist():
-                taken.add(cands[i].numpy().tobytes())
-                out.append(cands[i])
-                got += 1
-                if got == per or len(out) >= limit:
-                    break
-            if got == per or len(out) >= limit:
+            kept += part.tolist()[:want - len(kept)]
+            if len(kept) == want:
                 break
+        for i in kept:
+            taken.add(cands[i].numpy().tobytes())
+            out.append(cands[i])
     return torch.stack(out) if out else tokens[:0]
