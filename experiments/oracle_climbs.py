@@ -16,6 +16,11 @@ bonus * std). Restarts label only the top ``edits.per_restart`` moves of a desig
 
     .venv/bin/python experiments/oracle_climbs.py RUN --round 2 --lineages 12 --blocks 1 8
     .venv/bin/python experiments/oracle_climbs.py RUN --from DESIGN --rank-round 5 --blocks 8
+    .venv/bin/python experiments/oracle_climbs.py RUN --from DESIGN --rank-round 5 --blocks 8 \
+        --override reward.log_floor=0.001 --override strategy.acquisition.bonus=0.0
+
+``--override`` (dotted key=value, as on seiko's command line) changes the run's config before the
+refit, to ask whether another reward model or bonus would rank the improving moves higher.
 """
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ def climb(domain, design: str, value: float, width: int, step=None) -> tuple[flo
         design, value, steps = cands[best], float(values[best]), steps + 1
 
 
-def acquisition_ranks(run: Path, domain, last_round: int):
+def acquisition_ranks(run: Path, domain, last_round: int, overrides: list[str] = ()):
     """A ``step`` callback printing where the run's acquisition, refitted on its labels up to
     ``last_round``, ranks the improving moves among the unlabelled ones (0 = first)."""
     import torch
@@ -72,7 +77,7 @@ def acquisition_ranks(run: Path, domain, last_round: int):
     from seiko.methods import impute
 
     quiet_lightning()
-    cfg = OmegaConf.load(run / "config.yaml")
+    cfg = OmegaConf.merge(OmegaConf.load(run / "config.yaml"), OmegaConf.from_dotlist(list(overrides)))
     rows = sqlite3.connect(run / "ledger.sqlite").execute(
         "select design, value from queries where round <= ? and value is not null order by id", (last_round,)).fetchall()
     labelled = {d for d, _ in rows}
@@ -91,10 +96,12 @@ def acquisition_ranks(run: Path, domain, last_round: int):
         with torch.no_grad():
             scores = torch.cat([score(features(list(part))) for part in np.array_split(np.array(cands)[new], 8)])
         order = np.argsort(-scores.numpy(), kind="stable")
-        improving = np.nonzero(values[new][order] > value)[0]
-        top = values[new][order[:32]]
-        print(f"  {design} {value:.3f}: improving moves ranked {improving.tolist()} of {int(new.sum())}; "
-              f"{int((~np.isfinite(top)).sum())} of the top 32 infeasible", flush=True)
+        ranked = values[new][order]
+        improving = np.nonzero(ranked > value)[0]
+        feasible = ranked[np.isfinite(ranked)]  # as if a perfect filter dropped the infeasible ones
+        print(f"  {design} {value:.3f}: improving moves ranked {improving.tolist()} of {int(new.sum())} "
+              f"({np.nonzero(feasible > value)[0].tolist()} of {len(feasible)} feasible); "
+              f"{int((~np.isfinite(ranked[:32])).sum())} of the top 32 infeasible", flush=True)
     return step
 
 
@@ -108,6 +115,7 @@ def main(argv=None) -> None:
     p.add_argument("--optimum", type=float, default=1.0, help="the oracle's best value (Ehrlich: 1.0)")
     p.add_argument("--from", dest="start", help="climb from this design instead of the run's lineages")
     p.add_argument("--rank-round", type=int, help="print the run's acquisition ranks of the improving moves")
+    p.add_argument("--override", action="append", default=[], help="KEY=VALUE on the run's config for the ranks")
     args = p.parse_args(argv)
     from motif_census import domain_of
 
@@ -116,7 +124,7 @@ def main(argv=None) -> None:
         starts = [(args.start, float(domain.oracle([args.start])[0]))]
     else:
         starts = lineages(args.run, args.round, args.lineages, args.apart)
-    step = None if args.rank_round is None else acquisition_ranks(args.run, domain, args.rank_round)
+    step = None if args.rank_round is None else acquisition_ranks(args.run, domain, args.rank_round, args.override)
     optimum = args.optimum
     for width in args.blocks:
         reached = []
