@@ -103,11 +103,6 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                        log_floor=cfg.reward.get("log_floor"), **edits)
 
 
-def edits_on(edits) -> bool:
-    """Token edits run when either share of a round is positive (``edits.fraction``, ``edits.restarts``)."""
-    return float(edits.get("fraction") or 0) > 0 or float(edits.get("restarts") or 0) > 0
-
-
 def edit_settings(cfg: DictConfig, family) -> dict:
     """``edits.*`` for SeikoMethod; edits need a categorical (masked) family."""
     edits = cfg.get("edits", {})
@@ -136,7 +131,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
     edits = cfg.get("edits", {})
-    if edits_on(edits):
+    if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(edits, resolve=True)
         for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0)):
             if keep["edits"].get(key) == default:
