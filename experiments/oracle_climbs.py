@@ -74,16 +74,15 @@ def acquisition_ranks(run: Path, domain, last_round: int, overrides: list[str] =
     from omegaconf import OmegaConf
 
     from seiko.cli_support import quiet_lightning
-    from seiko.methods import impute
+    from seiko.methods import fit_targets
 
     quiet_lightning()
     cfg = OmegaConf.merge(OmegaConf.load(run / "config.yaml"), OmegaConf.from_dotlist(list(overrides)))
     rows = sqlite3.connect(run / "ledger.sqlite").execute(
         "select design, value from queries where round <= ? and value is not null order by id", (last_round,)).fetchall()
     labelled = {d for d, _ in rows}
-    y, keep = impute(np.array([float(v) for _, v in rows]), cfg.reward.infeasible_value)
-    if cfg.reward.get("log_floor") is not None:
-        y = np.log(np.maximum(y, cfg.reward.log_floor))
+    y, keep = fit_targets(np.array([float(v) for _, v in rows]), cfg.reward.infeasible_value,
+                          cfg.reward.get("log_floor"))
 
     def features(designs):
         return domain.features(F.one_hot(domain.encode(designs), domain.vocab_size).float())

@@ -144,6 +144,14 @@ def impute(values: np.ndarray, infeasible_value: float | str | None) -> tuple[np
     return np.where(finite, values, infeasible_fill(values[finite], infeasible_value)), np.ones_like(finite)
 
 
+def fit_targets(values: np.ndarray, infeasible_value: float | str | None,
+                log_floor: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the reward model is fitted to, and which labels it keeps: ``impute``d labels, in log
+    space when ``log_floor`` is set (a product of terms is a sum in log space)."""
+    y, keep = impute(values, infeasible_value)
+    return (y if log_floor is None else np.log(np.maximum(y, log_floor))), keep
+
+
 class SeikoMethod(FinetunedMethod):
     """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward.
 
@@ -182,9 +190,7 @@ class SeikoMethod(FinetunedMethod):
 
     def fit_objective(self, round: int, designs: Tensor, values: np.ndarray) -> RoundObjective:
         """Fit the reward model on every label so far; the round's optimistic reward."""
-        y, keep = impute(values, self.infeasible_value)
-        if self.log_floor is not None:  # a product of terms is a sum in log space
-            y = np.log(np.maximum(y, self.log_floor))
+        y, keep = fit_targets(values, self.infeasible_value, self.log_floor)
         if len(y) < 2:
             raise RuntimeError(f"round {round}: fewer than 2 usable labels to fit the reward model")
         model = self.reward_factory()
