@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 # a method is a strategy, or a variant: a strategy with extra overrides (its own runs and rows)
-VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb", ["reward=gp_pairs"])}
-METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ts", "online_ppo",
+VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb", ["reward=gp_pairs"]),
+            "ucb_sparse": ("ucb", ["reward=sparse_pairs"])}
+METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ucb_sparse", "ts", "online_ppo",
            "genetic"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]

@@ -28,7 +28,7 @@ def quiet_lightning() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*(LeafSpec|log_every_n_steps|does not have many workers|eval mode).*")
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|log_every_n_steps|does not have many workers|eval mode|run with no optimizer).*")  # the last: manual fits (SparseLinearRewardModel)
 
 
 def use_spawn_safe_sharing() -> None:
