@@ -40,6 +40,17 @@ def test_seiko_with_the_ppo_finetuner(tiny, tmp_path):
     assert "finetune/reward" in summary["final"] and summary["final"]["finetune/kl_pretrained"] >= 0
 
 
+@pytest.mark.parametrize("strategy", ["ucb", "ts"])
+def test_seiko_with_the_sparse_pair_model_and_restarts(strategy, tiny, tmp_path):
+    """reward=sparse_pairs fits log labels (infeasible ones dropped) and drives fine-tuning and
+    restarts, which buy no design twice."""
+    summary = run(compose(tiny + [f"strategy={strategy}", "reward=sparse_pairs", "reward.max_epochs=4",
+                                  "edits.restarts=0.5", "edits.per_restart=4", "edits.blocks=3"]), tmp_path)
+    assert summary["status"] == "finished" and summary["rounds"] == 2
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.num_labelled() == 32 and len(set(q.design for q in ledger.queries())) == 32
+
+
 def _round_designs(path, round):
     with Ledger(path / "ledger.sqlite") as ledger:
         return [q.design for q in ledger.queries(round)]
