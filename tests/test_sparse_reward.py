@@ -71,6 +71,15 @@ def test_thompson_draws_differ_from_the_mean_and_are_differentiable():
     assert (out.detach() - post.mean).abs().max() > 0.1 * post.std.mean()
 
 
+def test_a_penalty_that_keeps_nothing_says_so():
+    x, y = pair_data(40, 5)
+    with pytest.warns(UserWarning, match="kept no feature"):
+        m = fit_reward(model(l1=100.0), x, y, 2)
+    with torch.no_grad():
+        post = m.predict(x[:4])
+    assert torch.allclose(post.mean, y.mean().expand(4), atol=1e-5) and post.std.max() < 1e-4
+
+
 def test_bad_settings_and_unfitted_use_are_refused():
     with pytest.raises(ValueError, match="l1"):
         model(l1=0.0)
