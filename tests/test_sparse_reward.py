@@ -88,9 +88,9 @@ def test_bad_settings_and_unfitted_use_are_refused():
 
 
 def test_a_spawned_ddp_fit_hands_the_weights_back():
-    """Two spawned CPU ranks fit; this process gets rank 0's weights (a buffer in the state_dict)
-    and predicts as a fit in this process does."""
-    import lightning as L
+    """Two spawned CPU ranks fit; this process gets rank 0's weights (a parameter in the
+    state_dict) and predicts as a fit in this process does."""
+    import lightning
     from lightning.pytorch.strategies import DDPStrategy
 
     from seiko.cli_support import use_spawn_safe_sharing
@@ -100,7 +100,7 @@ def test_a_spawned_ddp_fit_hands_the_weights_back():
     spawned = model(l1=0.01)
     spawned.set_data(x, y)
     use_spawn_safe_sharing()
-    L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), max_epochs=4, logger=False,
+    lightning.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), max_epochs=4, logger=False,
               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(spawned)
     assert spawned.support_size == local.support_size > 0
     with torch.no_grad():
