@@ -65,7 +65,7 @@ class SparseLinearRewardModel(RewardModel):
         self._lasso, self._post = None, None
 
     def _design(self) -> dict:
-        """Sparse Phi (and its transpose), the feature means and the FISTA step size: built from
+        """Sparse Phi (COO, and CSR with its transpose for the steps), the feature means and the FISTA step size: built from
         the labels when first needed, in whichever process fits or predicts."""
         if self._lasso is None:
             self._check_fitted()
@@ -78,7 +78,7 @@ class SparseLinearRewardModel(RewardModel):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
                 mat, mat_t = phi.to_sparse_csr(), phi.t().coalesce().to_sparse_csr()
-            self._lasso = dict(mat=mat, mat_t=mat_t, centre=centre, y=self.y_train.double())
+            self._lasso = dict(phi=phi, mat=mat, mat_t=mat_t, centre=centre, y=self.y_train.double())
             # Lipschitz constant of the smooth part: top singular value^2 / n, by power iteration.
             v = torch.ones(d, dtype=torch.float64, device=x.device) / d ** 0.5
             for _ in range(30):
@@ -153,9 +153,7 @@ class SparseLinearRewardModel(RewardModel):
                               f"the labels' mean with no std (lower reward.model.l1)", stacklevel=2)
             resid = self._residual(w)
             noise = max(float(resid.pow(2).mean()), hp.min_noise)
-            with torch.no_grad():
-                phi = torch.cat([self._phi(self.x_train[i:i + CHUNK])[:, support]
-                                 for i in range(0, self.n_labels, CHUNK)]).double()
+            phi = s["phi"].index_select(1, support).to_dense()
             centre = s["centre"][support]
             phi = phi - centre
             a = phi.T @ phi / noise + hp.prior_precision * torch.eye(len(support), dtype=torch.float64, device=phi.device)
