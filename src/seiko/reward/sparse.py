@@ -65,8 +65,9 @@ class SparseLinearRewardModel(RewardModel):
         self._lasso, self._post = None, None
 
     def _design(self) -> dict:
-        """Sparse Phi (COO, and CSR with its transpose for the steps), the feature means and the FISTA step size: built from
-        the labels when first needed, in whichever process fits or predicts."""
+        """Sparse Phi (COO for the posterior's columns, CSR and its transpose for the steps), the
+        feature means and the FISTA step size: built from the labels when first needed, in
+        whichever process fits or predicts."""
         if self._lasso is None:
             self._check_fitted()
             x = self.x_train
@@ -179,10 +180,10 @@ class SparseLinearRewardModel(RewardModel):
 
     def sample_function(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
         """Thompson draw: w_S ~ N(w_S, A^-1) once, then x -> phi_S(x)^T w + b."""
-        support, w, chol, bias = self._posterior()
+        support, w, chol, _ = self._posterior()
         z = torch.randn(len(w), generator=generator, device=generator.device).to(w)
         w_draw = w + torch.linalg.solve_triangular(chol.T, z[:, None], upper=True)[:, 0]
-        bias_draw = bias - (self._design()["centre"][support] @ (w_draw - w))
+        bias_draw = -(self._design()["centre"][support] @ w_draw)  # centred features, as for the mean
 
         def f(x: Tensor) -> Tensor:
             self._check_fitted(x)
