@@ -102,6 +102,7 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("edits.blocks=1", "edits.blocks"),
     ("edits.blocks=-2", "edits.blocks"),
     ("edits.blocks=2.5", "edits.blocks"),
+    ("edits.focus=0.5", "edits.focus"),
     ("reward.log_floor=0", "reward.log_floor"),
     ("reward.log_floor=-1", "reward.log_floor"),
 ])
@@ -126,6 +127,7 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
             del cfg.edits["restarts"]
             del cfg.edits["per_restart"]
             del cfg.edits["blocks"]
+            del cfg.edits["focus"]
     assert config_fingerprint(plain) == config_fingerprint(old_plain)
     assert config_fingerprint(edited) == config_fingerprint(old_edited)
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
@@ -135,3 +137,5 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     assert config_fingerprint(wider) != config_fingerprint(restarts)
     blocks = compose(tiny + ["edits.restarts=0.5", "edits.blocks=4"])
     assert config_fingerprint(blocks) != config_fingerprint(restarts)
+    focus = compose(tiny + ["edits.restarts=0.5", "edits.focus=4"])
+    assert config_fingerprint(focus) != config_fingerprint(restarts)

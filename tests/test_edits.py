@@ -248,3 +248,49 @@ def test_token_edits_on_a_gaussian_family_fail_naming_the_field(override, field,
     with pytest.raises(ConfigError, match=f"^{field}: token edits need categorical"):
         edit_settings(compose(tiny + [override]), GaussianDiffusion((2,), num_steps=10))
     assert edit_settings(compose(tiny + [override]), MaskedDiffusion(V, L))[f"edit_{field.split('.')[1]}"] == 0.5
+
+
+def test_stalled_rounds_count_the_rounds_since_the_best_label_rose():
+    import numpy as np
+
+    from seiko.methods import best_rose, stalled_rounds
+
+    nan = float("nan")
+    values = np.array([0.1, 0.3, 0.2, nan, 0.3, 0.5, 0.4, 0.1])
+    rounds = np.array([0, 0, 1, 1, 2, 3, 4, 4])  # rises in rounds 0 and 3; a tie (round 2) is no rise
+    assert stalled_rounds(values, rounds) == 1
+    assert stalled_rounds(values[rounds <= 2], rounds[rounds <= 2]) == 2
+    assert stalled_rounds(values[rounds <= 3], rounds[rounds <= 3]) == 0
+    assert not best_rose(np.array([0.3, nan]), np.array([False, True]))  # a round of failed labels
+    assert best_rose(np.array([nan, 0.0]), np.array([False, True]))  # the first finite label
+
+
+def test_focus_closes_the_restarts_in_on_the_best_label_after_stalled_rounds(tiny, tmp_path):
+    """edits.focus=4, per_restart=2: 8 restarts are edits of 4 designs while the best label
+    rises, and all 8 edits of the best design after one stalled round (per_restart 2 * 4)."""
+    import numpy as np
+
+    from seiko.api import build_loop, compose
+    from seiko.methods import stalled_rounds
+
+    settings = tiny + ["strategy=greedy", "budget.per_round=[16,16,16]", "edits.restarts=0.5",
+                       "edits.per_restart=2", "edits.focus=4"]
+    loop = build_loop(compose(settings), tmp_path)
+    loop.run_round(0)
+    loop.run_round(1)
+    method = loop.method
+    _, values, rounds = loop._labels()
+    assert method.stalled == stalled_rounds(values, rounds)
+    resumed = build_loop(compose(settings + ["resume=true"]), tmp_path)
+    resumed._restore()
+    assert resumed.method.stalled == method.stalled  # a resumed run counts the same from the ledger
+
+    designs, values = method.labelled
+    best = designs[int(np.nanargmax(values))]
+    near_best = lambda edits: int(((edits != best).sum(-1) == 1).sum())  # noqa: E731
+    method.stalled = 0
+    spread = method.restarts(8)
+    method.stalled = 1
+    focused = method.restarts(8)
+    assert len(spread) == len(focused) == 8
+    assert near_best(focused) == 8 and near_best(spread) <= 2

@@ -113,7 +113,8 @@ def edit_settings(cfg: DictConfig, family) -> dict:
                               f"not {type(family).__name__}; set it to 0")
     return {"edit_fraction": fraction, "edit_eps": float(edits.get("eps", 1e-3)),
             "edit_steps": int(edits.get("steps", 1)), "edit_restarts": restarts,
-            "edit_per_restart": int(edits.get("per_restart", 1)), "edit_blocks": int(edits.get("blocks", 0))}
+            "edit_per_restart": int(edits.get("per_restart", 1)), "edit_blocks": int(edits.get("blocks", 0)),
+            "edit_focus": float(edits.get("focus", 1.0))}
 
 
 def build_oracle(oracle_cfg: DictConfig):
@@ -133,7 +134,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
     edits = cfg.get("edits", {})
     if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(edits, resolve=True)
-        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0)):
+        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0), ("focus", 1.0)):
             if keep["edits"].get(key) == default:
                 del keep["edits"][key]
     keep["seed"] = cfg.seed

@@ -59,6 +59,7 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0 or blocks == 1:
         raise ConfigError(f"edits.blocks must be 0 (single tokens) or an int >= 2 (longest block a restart "
                           f"may move), got {blocks!r}")
+    _number(cfg, "edits.focus", 1, why="a factor on edits.per_restart per stalled round")
     _number(cfg, "reward.log_floor", 0, strict=True)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)

@@ -49,8 +49,8 @@ class FeedbackLoop:
         done = self.ledger.completed_rounds()
         if done:
             self.method.restore(self.checkpoints / f"round_{done[-1]}.safetensors")
-            designs, values, _ = self.ledger.labelled_arrays()
-            self.method.reload(self.domain.encode(designs), values, done[-1])
+            designs, values, rounds = self._labels()
+            self.method.reload(self.domain.encode(designs), values, done[-1], rounds=rounds)
             self.history = json.loads(self.ledger.get_meta("history") or "[]")
         return done[-1] + 1 if done else 0
 

@@ -33,8 +33,9 @@ class Method(ABC):
         """Learn from every label bought so far (``round_mask`` marks this round's)."""
         return {}
 
-    def reload(self, designs: Tensor, values: np.ndarray, round: int = -1) -> None:
-        """Rebuild state that lives in the ledger, not in a checkpoint (on resume after ``round``)."""
+    def reload(self, designs: Tensor, values: np.ndarray, round: int = -1, rounds: np.ndarray | None = None) -> None:
+        """Rebuild state that lives in the ledger, not in a checkpoint (on resume after ``round``;
+        ``rounds`` holds each label's round)."""
 
     def sample(self, num: int, generator: torch.Generator) -> Tensor:
         """Fresh designs from the current model, for evaluation."""
@@ -152,6 +153,22 @@ def fit_targets(values: np.ndarray, infeasible_value: float | str | None,
     return (y if log_floor is None else np.log(np.maximum(y, log_floor))), keep
 
 
+def best_rose(values: np.ndarray, round_mask: np.ndarray) -> bool:
+    """Whether the round's best finite label beats every earlier one (a first round always does)."""
+    finite = np.isfinite(values)
+    new, old = values[round_mask & finite], values[~round_mask & finite]
+    return len(new) > 0 and (len(old) == 0 or new.max() > old.max())
+
+
+def stalled_rounds(values: np.ndarray, rounds: np.ndarray) -> int:
+    """Rounds in a row, up to the last, in which the best label did not rise (``best_rose``)."""
+    stalled = 0
+    for r in np.unique(rounds):
+        seen = rounds <= r
+        stalled = 0 if best_rose(values[seen], rounds[seen] == r) else stalled + 1
+    return stalled
+
+
 class SeikoMethod(FinetunedMethod):
     """Fit r_hat and its uncertainty on all labels, then fine-tune on the optimistic reward.
 
@@ -159,7 +176,8 @@ class SeikoMethod(FinetunedMethod):
     replaced by its acquisition-best single-token edit, repeated up to ``edit_steps`` times
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
     labelled designs, ``edit_per_restart`` of each, moving blocks of up to ``edit_blocks`` tokens
-    when that is >= 2. With ``log_floor`` the reward model is fitted to log(max(label, floor)):
+    when that is >= 2; ``edit_focus`` > 1 multiplies ``edit_per_restart`` by itself for each round
+    in a row in which the best label did not rise (``stalled_rounds``). With ``log_floor`` the reward model is fitted to log(max(label, floor)):
     an oracle that is a product of terms (Ehrlich motifs) becomes a sum, which the models learn
     term by term.
     """
@@ -169,7 +187,7 @@ class SeikoMethod(FinetunedMethod):
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
                  edit_restarts: float = 0.0, edit_per_restart: int = 1, edit_blocks: int = 0,
-                 log_floor: float | None = None):
+                 edit_focus: float = 1.0, log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
@@ -177,7 +195,8 @@ class SeikoMethod(FinetunedMethod):
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
         self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
         self.edit_restarts, self.edit_per_restart, self.log_floor = edit_restarts, edit_per_restart, log_floor
-        self.edit_blocks = edit_blocks
+        self.edit_blocks, self.edit_focus = edit_blocks, edit_focus
+        self.stalled = 0  # rounds in a row in which the best label did not rise
         self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
@@ -200,12 +219,16 @@ class SeikoMethod(FinetunedMethod):
 
     def update(self, round, designs, values, round_mask):
         self.labelled = (designs, values)
+        self.stalled = 0 if best_rose(values, round_mask) else self.stalled + 1
         self.objective = self.fit_objective(round, designs, values)
         return self.finetune(round, objective=self.objective, features=self.domain.features)
 
-    def reload(self, designs, values, round=-1):
+    def reload(self, designs, values, round=-1, rounds=None):
         """Edits need the last round's objective: refit it from the ledger (same seed, same labels)."""
         if (self.edit_fraction > 0 or self.edit_restarts > 0) and round >= 0:
+            if rounds is not None:  # as update() counted it up to ``round``
+                done = rounds <= round
+                self.stalled = stalled_rounds(values[done], rounds[done])
             self.labelled = (designs, values)
             self.objective = self.fit_objective(round, designs, values)
 
@@ -239,7 +262,8 @@ class SeikoMethod(FinetunedMethod):
             if key not in taken and np.isfinite(values[i]):
                 best.append(i)
             taken.add(key)
-        width, out, left = -(-count // self.edit_per_restart), [], count
+        per = min(count, int(self.edit_per_restart * self.edit_focus ** self.stalled + 0.5))
+        width, out, left = -(-count // per), [], count
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
             if self.edit_blocks >= 2:
@@ -248,7 +272,7 @@ class SeikoMethod(FinetunedMethod):
             else:
                 allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
                 cands, check = [single_edits(s, a) for s, a in zip(starts, allowed)], None
-            out.append(best_new_edits(starts, cands, self.score, taken, self.edit_per_restart, left, check))
+            out.append(best_new_edits(starts, cands, self.score, taken, per, left, check))
             left -= len(out[-1])
             if left == 0:
                 break
@@ -306,7 +330,7 @@ class GeneticMethod(Method):
         self.parents = designs[torch.from_numpy(order)] if len(order) else None
         return {"ga/best_parent": float(values[order[0]]) if len(order) else float("nan")}
 
-    def reload(self, designs, values, round=-1):
+    def reload(self, designs, values, round=-1, rounds=None):
         self.update(-1, designs, values, np.zeros(len(values), dtype=bool))
 
     def propose(self, round, num, generator):
