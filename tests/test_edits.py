@@ -294,3 +294,20 @@ def test_focus_closes_the_restarts_in_on_the_best_label_after_stalled_rounds(tin
     focused = method.restarts(8)
     assert len(spread) == len(focused) == 8
     assert near_best(focused) == 8 and near_best(spread) <= 2
+
+
+def test_edits_reach_below_the_support_eps_of_the_policy(tiny, tmp_path):
+    """finetune.support_eps=0.05 with edits.eps=1e-3: the edits ask the pretrained network
+    itself, so they may place tokens at 1e-3..0.05 that the support-constrained policy hides."""
+    from seiko.api import build_loop, compose
+    from seiko.diffusion import SupportConstrained
+
+    loop = build_loop(compose(tiny + ["finetune.support_eps=0.05", "edits.restarts=0.5", "edits.eps=0.001"]), tmp_path)
+    method = loop.method
+    assert isinstance(method.pretrained, SupportConstrained)
+    tokens = method.sample(8, torch.Generator().manual_seed(0))
+    raw = allowed_substitutions(method.pretrained.reference, method.family, tokens, 1e-3)
+    constrained = allowed_substitutions(method.pretrained, method.family, tokens, 1e-3)
+    used = allowed_substitutions(method.edit_reference, method.family, tokens, method.edit_eps)
+    assert torch.equal(used, raw)
+    assert constrained.sum() < raw.sum()  # the policy's mask would have hidden these edits

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from seiko.checkpoint import save_policy
 from seiko.config import INFEASIBLE_RULE
-from seiko.diffusion import Trajectory, sample, trajectory_log_probs
+from seiko.diffusion import SupportConstrained, Trajectory, sample, trajectory_log_probs
 
 
 class Method(ABC):
@@ -200,6 +200,17 @@ class SeikoMethod(FinetunedMethod):
         self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
 
+    @property
+    def edit_reference(self) -> nn.Module:
+        """The pretrained network that decides which tokens an edit may place (``edits.eps``).
+
+        Not ``self.pretrained`` when that is support-constrained (``finetune.support_eps``): its
+        outputs hide every token below the support's eps, so an ``edits.eps`` below it would
+        silently act as the support's eps, and edits could never reach the rarer transitions
+        that the policy itself may not sample.
+        """
+        return self.pretrained.reference if isinstance(self.pretrained, SupportConstrained) else self.pretrained
+
     def features(self, tokens: Tensor) -> Tensor:
         return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
 
@@ -241,7 +252,7 @@ class SeikoMethod(FinetunedMethod):
         if count:
             from seiko.edits import climb
 
-            edited = climb(designs[:count], self.pretrained, self.family, self.edit_eps, self.score,
+            edited = climb(designs[:count], self.edit_reference, self.family, self.edit_eps, self.score,
                            self.edit_steps)  # no_grad inside
             designs = torch.cat([edited, designs[count:]])
         return torch.cat([restarts, designs])
@@ -268,9 +279,9 @@ class SeikoMethod(FinetunedMethod):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
             if self.edit_blocks >= 2:
                 cands = [block_edits(s, self.edit_blocks, self.domain.vocab_size) for s in starts]
-                check = lambda b, e: supported(self.pretrained, self.family, starts[b], e, self.edit_eps)  # noqa: E731
+                check = lambda b, e: supported(self.edit_reference, self.family, starts[b], e, self.edit_eps)  # noqa: E731
             else:
-                allowed = allowed_substitutions(self.pretrained, self.family, starts, self.edit_eps)
+                allowed = allowed_substitutions(self.edit_reference, self.family, starts, self.edit_eps)
                 cands, check = [single_edits(s, a) for s, a in zip(starts, allowed)], None
             out.append(best_new_edits(starts, cands, self.score, taken, per, left, check))
             left -= len(out[-1])
