@@ -1,0 +1,80 @@
+"""Where a run's own restarts rank the moves that would raise its best label.
+
+Why: restarts label the top ``edits.per_restart`` (times ``edits.focus`` per stalled round) new
+edits of the ledger's best design, ranked by the round's acquisition, among the block edits the
+pretrained model supports at ``edits.eps``. When a run sits on a plateau, this asks whether the
+improving moves were there to find (supported, not yet labelled) and how far down the ranking
+they lay. Unlike ``oracle_climbs.py --rank-round`` it rebuilds the run's own method (its reward
+fit, acquisition and support check), so the ranks are those the next round's restarts used.
+The oracle labels every block edit of the design (about 11,000 on the 4-motif benchmark): a
+diagnosis on a synthetic oracle, not a method.
+
+    .venv/bin/python experiments/restart_ranks.py RUN ROUND
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def restart_ranks(run: Path, last_round: int) -> str:
+    from omegaconf import OmegaConf
+
+    from seiko.api import build_loop
+    from seiko.cli_support import quiet_lightning
+    from seiko.edits import block_edits, supported
+
+    quiet_lightning()
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.progress = False
+    scratch = Path(tempfile.mkdtemp())
+    try:
+        loop = build_loop(cfg, scratch / "run")
+        rows = sqlite3.connect(run / "ledger.sqlite").execute(
+            "select design, value, round from queries where value is not null order by id").fetchall()
+        upto = [(d, float(v)) for d, v, r in rows if r <= last_round]
+        following = {d: float(v) for d, v, r in rows if r == last_round + 1}
+        method, domain = loop.method, loop.domain
+        values = np.array([v for _, v in upto])
+        method.labelled = (domain.encode([d for d, _ in upto]), values)
+        method.objective = method.fit_objective(last_round, *method.labelled)
+        finite = np.where(np.isfinite(values), values, -np.inf)
+        design, best = upto[int(np.argmax(finite))][0], float(finite.max())  # the first best, as restarts take it
+        tokens = domain.encode([design])[0]
+        width = max(method.edit_blocks, 1)
+        cands = block_edits(tokens, width, domain.vocab_size)
+        names = domain.decode(cands)
+        truth = np.array(domain.oracle(names), dtype=float)
+        labelled = {d for d, _ in upto}
+        new = np.array([n not in labelled for n in names])
+        ok = supported(method.edit_reference, method.family, tokens, cands, method.edit_eps).numpy()
+        with torch.no_grad():
+            score = torch.cat([method.score(cands[i:i + 4096]) for i in range(0, len(cands), 4096)]).numpy()
+        pool = np.nonzero(new & ok)[0]
+        order = pool[np.argsort(-score[pool], kind="stable")]
+        ranks = [k for k, i in enumerate(order) if truth[i] > best]
+        bought = [following[n] for n in names if n in following]
+        return (f"{design} {best:.4f} after round {last_round}: {len(cands)} moves, {len(pool)} new and supported at "
+                f"eps {method.edit_eps:g}; improving ones ranked {ranks} (to {[float(truth[order[k]]) for k in ranks]}); "
+                f"improving but unsupported {int(((truth > best) & ~ok).sum())}; round {last_round + 1} labelled "
+                f"{len(bought)} of these moves, best {max(bought, default=float('nan')):.4f}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="a run directory (config.yaml, ledger.sqlite)")
+    p.add_argument("round", type=int, help="rank with the reward model fitted on labels up to this round")
+    args = p.parse_args(argv)
+    print(restart_ranks(args.run, args.round), flush=True)
+
+
+if __name__ == "__main__":
+    main()
