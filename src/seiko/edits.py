@@ -27,9 +27,9 @@ where they land (``supported``), the rule single edits follow.
 With ``edits.focus`` = F > 1 each round in a row in which the best label did not rise multiplies
 ``edits.per_restart`` by F, so the restart share closes in on the few best designs. Why: near the
 optimum the reward model ranks the one missing move well but not first. On the 4-motif
-benchmark, from seed 0's 0.750 design the sparse pair model ranks the seven moves to 1.0 at 24,
-52, 53, ... of 11,536; 16 edits of each of 8 designs label none of them, 125 edits of that one
-design would (README, 'Focus').
+benchmark, from seed 0's 0.750 design the sparse pair model ranks the seven moves to 1.0 at 16,
+36, 37, ... of 7,553 supported ones; 16 edits of each of 8 designs label none of them, 125
+edits of that one design would (README, 'Focus').
 
 With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
 tokens), because one token per round is slow where the optimum lies several tokens away: on a
