@@ -177,9 +177,9 @@ class SeikoMethod(FinetunedMethod):
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
     labelled designs, ``edit_per_restart`` of each, moving blocks of up to ``edit_blocks`` tokens
     when that is >= 2; ``edit_focus`` > 1 multiplies ``edit_per_restart`` by itself for each round
-    in a row in which the best label did not rise (``stalled_rounds``). With ``log_floor`` the reward model is fitted to log(max(label, floor)):
-    an oracle that is a product of terms (Ehrlich motifs) becomes a sum, which the models learn
-    term by term.
+    in a row in which the best label did not rise (``stalled_rounds``). With ``log_floor`` the
+    reward model is fitted to log(max(label, floor)): an oracle that is a product of terms
+    (Ehrlich motifs) becomes a sum, which the models learn term by term.
     """
 
     def __init__(self, denoiser, family, spec, *, domain, reward_factory: Callable, acquisition,
@@ -273,7 +273,12 @@ class SeikoMethod(FinetunedMethod):
             if key not in taken and np.isfinite(values[i]):
                 best.append(i)
             taken.add(key)
-        per = min(count, int(self.edit_per_restart * self.edit_focus ** self.stalled + 0.5))
+        per = float(self.edit_per_restart)  # times focus per stalled round, up to the whole share
+        for _ in range(self.stalled):
+            if per >= count:
+                break
+            per *= self.edit_focus
+        per = min(count, int(per + 0.5))
         width, out, left = -(-count // per), [], count
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
