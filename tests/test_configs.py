@@ -139,3 +139,18 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     assert config_fingerprint(blocks) != config_fingerprint(restarts)
     focus = compose(tiny + ["edits.restarts=0.5", "edits.focus=4"])
     assert config_fingerprint(focus) != config_fingerprint(restarts)
+
+
+def test_best_preset_is_the_benchmarked_setting():
+    """`experiment=ehrlich_seiko_best` must stay the setting whose results the README reports:
+    the same config as the benchmark script's command for it."""
+    from omegaconf import OmegaConf
+
+    bench = ["strategy=ucb", "reward=sparse_pairs", "domain.num_states=32", "domain.dim=32",
+             "domain.motif_length=4", "domain.quantization=4", "domain.num_motifs=4",
+             "budget.per_round=[" + ",".join(["125"] * 16) + "]", "finetune.kl_pretrained=0.003",
+             "finetune.support_eps=0.003", "finetune.steps=15", "edits.fraction=1.0", "edits.restarts=0.5",
+             "edits.per_restart=16", "edits.eps=0.0001", "edits.blocks=8", "edits.focus=4"]
+    preset = OmegaConf.to_container(compose(["experiment=ehrlich_seiko_best"]))
+    assert preset == OmegaConf.to_container(compose(bench))
+    assert sum(preset["budget"]["per_round"]) == 2000
