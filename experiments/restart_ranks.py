@@ -112,7 +112,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if (args.round is None) == (args.plateau is None):
         p.error("give either ROUND or --plateau N")
-    print(plateau_exits(args.run, args.plateau) if args.plateau else restart_ranks(args.run, args.round), flush=True)
+    print(plateau_exits(args.run, args.plateau) if args.plateau is not None else restart_ranks(args.run, args.round), flush=True)
 
 
 if __name__ == "__main__":
