@@ -143,14 +143,22 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
 
 def test_best_preset_is_the_benchmarked_setting():
     """`experiment=ehrlich_seiko_best` must stay the setting whose results the README reports:
-    the same config as the benchmark script's command for it."""
+    the config the benchmark script composes for its command (README, 'One setting for both
+    functions'), built by the script's own ``schedule`` and ``overrides_for``."""
+    import importlib.util
+
+    from pathlib import Path
+
     from omegaconf import OmegaConf
 
-    bench = ["strategy=ucb", "reward=sparse_pairs", "domain.num_states=32", "domain.dim=32",
-             "domain.motif_length=4", "domain.quantization=4", "domain.num_motifs=4",
-             "budget.per_round=[" + ",".join(["125"] * 16) + "]", "finetune.kl_pretrained=0.003",
-             "finetune.support_eps=0.003", "finetune.steps=15", "edits.fraction=1.0", "edits.restarts=0.5",
-             "edits.per_restart=16", "edits.eps=0.0001", "edits.blocks=8", "edits.focus=4"]
-    preset = OmegaConf.to_container(compose(["experiment=ehrlich_seiko_best"]))
-    assert preset == OmegaConf.to_container(compose(bench))
-    assert sum(preset["budget"]["per_round"]) == 2000
+    path = Path(__file__).resolve().parents[1] / "experiments" / "feedback_efficiency.py"
+    spec = importlib.util.spec_from_file_location("feedback_efficiency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    extra = ["finetune.kl_pretrained=0.003", "finetune.support_eps=0.003", "finetune.steps=15", "edits.fraction=1.0",
+             "edits.restarts=0.5", "edits.per_restart=16", "edits.eps=0.0001", "edits.blocks=8", "edits.focus=4"]
+    per_round = bench.schedule([500, 1000, 2000], 2, round_size=125)
+    command = bench.overrides_for(dict(method="ucb_sparse", motifs=4, seed=0, per_round=per_round), extra)
+    preset = compose(["experiment=ehrlich_seiko_best", "seed=0", "progress=false", "logger=none"])
+    assert OmegaConf.to_container(preset) == OmegaConf.to_container(compose(command))
+    assert list(preset.budget.per_round) == [125] * 16
