@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seiko import sharding
+from seiko import progress, sharding
 from seiko.checkpoint import load_policy
 from seiko.cli_support import build_trainer, quiet_lightning
 from seiko.config import ConfigError
@@ -47,11 +47,18 @@ def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
                                                   "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
 
 
+FIT_PHASES = {"reward": "fit reward", "finetune": "fine-tune"}  # how the round's display names a fit
+
+
 def _fit(cfg: DictConfig, out_dir: Path, kind: str, module, round: int, **trainer_kwargs) -> dict:
+    """One fit of a round (``kind`` reward or finetune): a phase on the round's display, which
+    ``FitProgress`` keeps up to date; Lightning's own per-epoch bars only with ``verbose=true``."""
     logger_dir = str(out_dir / "tb") if cfg.logger.enabled else None
     trainer_cfg = sharding.reward_trainer_config(cfg.trainer) if kind == "reward" else cfg.trainer
+    progress.active().phase(FIT_PHASES.get(kind, kind))
     trainer = build_trainer(trainer_cfg, logger_dir=logger_dir, name=f"round_{round}/{kind}",
-                            enable_progress_bar=bool(cfg.progress), **trainer_kwargs)
+                            enable_progress_bar=bool(cfg.get("verbose", False)),
+                            callbacks=[progress.FitProgress()], **trainer_kwargs)
     sharding.fit(trainer, module)
     return {f"{kind}/{k.split('/')[-1]}": float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
@@ -93,6 +100,8 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
     edits = edit_settings(cfg, family)
     if edits["edit_blocks"] > getattr(domain, "length", edits["edit_blocks"]):
         raise ConfigError(f"edits.blocks ({edits['edit_blocks']}) is longer than the designs ({domain.length})")
+    if edits["edit_moves"] is not None and edits["edit_moves"].masked > getattr(domain, "length", 0):
+        raise ConfigError(f"edits.masked ({edits['edit_moves'].masked}) is longer than the designs ({domain.length})")
     acquisition = instantiate(cfg.strategy.acquisition)
     fit_reward = lambda model, round: _fit(cfg, out_dir, "reward", model, round,  # noqa: E731
                                            max_epochs=cfg.reward.max_epochs)
@@ -111,10 +120,18 @@ def edit_settings(cfg: DictConfig, family) -> dict:
         if share > 0 and not hasattr(family, "mask_id"):
             raise ConfigError(f"edits.{name}: token edits need categorical (masked) diffusion, "
                               f"not {type(family).__name__}; set it to 0")
+    moves = None
+    if edits.get("moves", "enumerate") == "infill":
+        if not hasattr(family, "infill"):
+            raise ConfigError(f"edits.moves: infill needs a family that can re-draw masked positions, "
+                              f"not {type(family).__name__}; use edits.moves=enumerate")
+        from seiko.infill import InfillMoves
+
+        moves = InfillMoves(int(edits.get("candidates", 64)), int(edits.get("masked", 4)), float(edits.get("span", 0.5)))
     return {"edit_fraction": fraction, "edit_eps": float(edits.get("eps", 1e-3)),
             "edit_steps": int(edits.get("steps", 1)), "edit_restarts": restarts,
             "edit_per_restart": int(edits.get("per_restart", 1)), "edit_blocks": int(edits.get("blocks", 0)),
-            "edit_focus": float(edits.get("focus", 1.0))}
+            "edit_focus": float(edits.get("focus", 1.0)), "edit_moves": moves}
 
 
 def build_oracle(oracle_cfg: DictConfig):
@@ -134,9 +151,13 @@ def config_fingerprint(cfg: DictConfig) -> str:
     edits = cfg.get("edits", {})
     if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(edits, resolve=True)
-        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0), ("focus", 1.0)):
+        for key, default in (("steps", 1), ("restarts", 0.0), ("per_restart", 1), ("blocks", 0), ("focus", 1.0),
+                             ("moves", "enumerate")):
             if keep["edits"].get(key) == default:
                 del keep["edits"][key]
+        if "moves" not in keep["edits"]:  # the infill settings matter only to infilled moves
+            for key in ("candidates", "masked", "span"):
+                keep["edits"].pop(key, None)
     keep["seed"] = cfg.seed
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -186,4 +207,4 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
                         budget=list(cfg.budget.per_round), out_dir=out_dir,
                         oracle_batch_size=cfg.budget.oracle_batch_size, eval_samples=cfg.eval.num_samples,
                         eval_with_oracle=with_oracle, seed=cfg.seed, writer=writer,
-                        progress=bool(cfg.progress))
+                        display=progress.RoundDisplay(enabled=bool(cfg.progress)))

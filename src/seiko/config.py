@@ -60,6 +60,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"edits.blocks must be 0 (single tokens) or an int >= 2 (longest block a restart "
                           f"may move), got {blocks!r}")
     _number(cfg, "edits.focus", 1, why="a factor on edits.per_restart per stalled round")
+    moves = cfg.get("edits", {}).get("moves", "enumerate")
+    if moves not in ("enumerate", "infill"):
+        raise ConfigError(f"edits.moves must be enumerate (rank every token move) or infill (the policy fills "
+                          f"re-masked positions), got {moves!r}")
+    for key, what in (("candidates", "fills drawn per design"), ("masked", "most positions re-masked per fill")):
+        value = cfg.get("edits", {}).get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"edits.{key} must be an int >= 1 ({what}), got {value!r}")
+    _number(cfg, "edits.span", 0, at_most=1, why="a share of the re-maskings")
     _number(cfg, "reward.log_floor", 0, strict=True)
     _number(cfg, "reward.max_epochs", 1)
     _number(cfg, "eval.num_samples", 0)

@@ -177,7 +177,9 @@ class SeikoMethod(FinetunedMethod):
     (``seiko.edits``). A share ``edit_restarts`` of each round is instead new edits of the best
     labelled designs, ``edit_per_restart`` of each, moving blocks of up to ``edit_blocks`` tokens
     when that is >= 2; ``edit_focus`` > 1 multiplies ``edit_per_restart`` by itself for each round
-    in a row in which the best label did not rise (``stalled_rounds``). With ``log_floor`` the
+    in a row in which the best label did not rise (``stalled_rounds``). With ``edit_moves`` (an
+    ``InfillMoves``) both kinds of edit are fills that the round's policy draws for re-masked
+    positions (``seiko.infill``) instead of enumerated token moves. With ``log_floor`` the
     reward model is fitted to log(max(label, floor)): an oracle that is a product of terms
     (Ehrlich motifs) becomes a sum, which the models learn term by term.
     """
@@ -187,7 +189,7 @@ class SeikoMethod(FinetunedMethod):
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
                  edit_restarts: float = 0.0, edit_per_restart: int = 1, edit_blocks: int = 0,
-                 edit_focus: float = 1.0, log_floor: float | None = None):
+                 edit_focus: float = 1.0, edit_moves=None, log_floor: float | None = None):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
                          single_round=single_round, seed=seed)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
@@ -195,7 +197,7 @@ class SeikoMethod(FinetunedMethod):
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
         self.edit_fraction, self.edit_eps, self.edit_steps = edit_fraction, edit_eps, edit_steps
         self.edit_restarts, self.edit_per_restart, self.log_floor = edit_restarts, edit_per_restart, log_floor
-        self.edit_blocks, self.edit_focus = edit_blocks, edit_focus
+        self.edit_blocks, self.edit_focus, self.edit_moves = edit_blocks, edit_focus, edit_moves
         self.stalled = 0  # rounds in a row in which the best label did not rise
         self.labelled: tuple[Tensor, np.ndarray] | None = None  # every label so far, for restarts
         self.objective: RoundObjective | None = None  # the last fitted round's, for edits
@@ -246,10 +248,14 @@ class SeikoMethod(FinetunedMethod):
     def propose(self, round, num, generator):
         if self.objective is None:  # round 0: nothing fitted yet, plain samples
             return super().propose(round, num, generator)
-        restarts = self.restarts(int(self.edit_restarts * num + 0.5))
+        self.denoiser.eval()
+        restarts = self.restarts(int(self.edit_restarts * num + 0.5), generator)
         designs = super().propose(round, num - len(restarts), generator)
         count = int(self.edit_fraction * len(designs) + 0.5)
-        if count:
+        if count and self.edit_moves is not None:
+            edited = self.edit_moves.improve(self.denoiser, self.family, designs[:count], self.score, generator)
+            designs = torch.cat([edited, designs[count:]])
+        elif count:
             from seiko.edits import climb
 
             edited = climb(designs[:count], self.edit_reference, self.family, self.edit_eps, self.score,
@@ -257,10 +263,10 @@ class SeikoMethod(FinetunedMethod):
             designs = torch.cat([edited, designs[count:]])
         return torch.cat([restarts, designs])
 
-    def restarts(self, count: int) -> Tensor:
+    def restarts(self, count: int, generator: torch.Generator | None = None) -> Tensor:
         """``count`` new edits of the best distinct labelled designs, ``edit_per_restart`` of each,
         best designs first (edits.restarts); a design whose edits are all labelled gives way to
-        the next."""
+        the next. ``generator`` draws the policy's fills when the moves are infilled."""
         designs, values = self.labelled
         if count == 0:
             return designs[:0]
@@ -282,7 +288,9 @@ class SeikoMethod(FinetunedMethod):
         width, out, left = -(-count // per), [], count
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
-            if self.edit_blocks >= 2:
+            if self.edit_moves is not None:  # the round's policy fills re-masked positions: on its support
+                cands, check = self.edit_moves(self.denoiser, self.family, starts, generator), None
+            elif self.edit_blocks >= 2:
                 cands = [block_edits(s, self.edit_blocks, self.domain.vocab_size) for s in starts]
                 check = lambda b, e: supported(self.edit_reference, self.family, starts[b], e, self.edit_eps)  # noqa: E731
             else:

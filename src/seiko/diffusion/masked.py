@@ -73,6 +73,29 @@ class MaskedDiffusion(NoiseFamily):
             selections.append(sel)
         return states, selections
 
+    @torch.no_grad()
+    def infill(self, model: nn.Module, tokens: Tensor, masks: Tensor, generator=None, chunk: int = 4096) -> Tensor:
+        """``tokens`` [B, L] with the positions in ``masks`` [B, L] re-drawn by ``model``.
+
+        The masked positions are unmasked one at a time in a random order, each drawn from the
+        model's conditional given everything unmasked so far: the last steps of the any-order
+        reverse chain, entered at the state where exactly those positions are masked. With the
+        true conditionals as the model the fills are exact draws from the data's conditional, so
+        a design on the feasible set stays on it; the other positions never change.
+        """
+        out = []
+        for start in range(0, len(tokens), chunk):
+            state = tokens[start:start + chunk].masked_fill(masks[start:start + chunk], self.mask_id)
+            for left in range(int(masks[start:start + chunk].sum(-1).max()), 0, -1):
+                masked = state == self.mask_id
+                pick = torch.rand(masked.shape, generator=generator, device=state.device).masked_fill(~masked, -1.0)
+                update = torch.zeros_like(masked).scatter_(-1, pick.argmax(-1, keepdim=True), True) & masked
+                # the time of the chain's step with ``left`` masks to go (masked denoisers read it from the masks)
+                time = self.model_time(max(self.num_steps - left, 0), len(state), state.device)
+                state = CategoricalStep(logits=model(state, time), update=update).sample(state, generator)
+            out.append(state)
+        return torch.cat(out) if out else tokens.clone()
+
     def loss(self, model: nn.Module, x0: Tensor, generator=None) -> Tensor:
         """Any-order autoregressive bound: mask k ~ U{1..L} positions, weight the CE by L/k.
 
