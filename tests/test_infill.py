@@ -61,8 +61,8 @@ def test_fills_of_feasible_designs_stay_feasible_under_the_exact_posterior():
     family, exact = MaskedDiffusion(8, 12), ChainPosteriorDenoiser(domain)
     starts = domain.pretraining_data(40, gen(0))
     assert domain.is_feasible(starts).all()
-    moves = InfillMoves(candidates=32, masked=6, span=0.5)
-    fills = moves.fills(exact, family, starts, gen(1))
+    moves = InfillMoves(masked=6, span=0.5)
+    fills = moves.fills(exact, family, starts, 32, gen(1))
     assert fills.shape == (40, 32, 12)
     assert domain.is_feasible(fills.reshape(-1, 12)).all()
     assert (fills != starts.unsqueeze(1)).any(-1).float().mean() > 0.5
@@ -74,8 +74,8 @@ def test_fills_of_feasible_designs_stay_feasible_under_the_exact_posterior():
 def test_fills_change_with_the_policy():
     family = MaskedDiffusion(6, 10)
     starts = torch.zeros(8, 10, dtype=torch.long)
-    a = InfillMoves(candidates=16, masked=3)(OneToken(6, 3), family, starts, gen(0))
-    b = InfillMoves(candidates=16, masked=3)(OneToken(6, 4), family, starts, gen(0))
+    a = InfillMoves(candidates=4, masked=3)(OneToken(6, 3), family, starts, gen(0), keep=4)
+    b = InfillMoves(candidates=4, masked=3)(OneToken(6, 4), family, starts, gen(0), keep=4)
     assert all(set(f.unique().tolist()) == {0, 3} for f in a)
     assert all(set(f.unique().tolist()) == {0, 4} for f in b)
     assert all(len(f) and (f != starts[0]).any(-1).all() for f in a)  # distinct and changed
@@ -112,7 +112,7 @@ def test_infilled_restarts_are_new_fills_of_the_best_labels(tiny, tmp_path):
     from seiko.api import compose, run
 
     run(compose(tiny + ["strategy=greedy", "budget.per_round=[16,16]", "edits.restarts=0.5", "edits.per_restart=4",
-                        "edits.moves=infill", "edits.masked=2", "edits.candidates=32"]), tmp_path)
+                        "edits.moves=infill", "edits.masked=2", "edits.candidates=8"]), tmp_path)
     rounds = _rounds(tmp_path)
     restarts = rounds[1][:8]
     assert len(set(restarts)) == 8 and not set(restarts) & set(rounds[0])

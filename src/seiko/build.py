@@ -127,7 +127,7 @@ def edit_settings(cfg: DictConfig, family) -> dict:
                               f"not {type(family).__name__}; use edits.moves=enumerate")
         from seiko.infill import InfillMoves
 
-        moves = InfillMoves(int(edits.get("candidates", 64)), int(edits.get("masked", 4)), float(edits.get("span", 0.5)))
+        moves = InfillMoves(int(edits.get("candidates", 8)), int(edits.get("masked", 4)), float(edits.get("span", 0.5)))
     return {"edit_fraction": fraction, "edit_eps": float(edits.get("eps", 1e-3)),
             "edit_steps": int(edits.get("steps", 1)), "edit_restarts": restarts,
             "edit_per_restart": int(edits.get("per_restart", 1)), "edit_blocks": int(edits.get("blocks", 0)),

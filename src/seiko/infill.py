@@ -41,13 +41,16 @@ def remask(num: int, length: int, masked: int, span: float, generator: torch.Gen
 
 
 class InfillMoves:
-    """New designs near labelled ones: ``candidates`` fills of each, drawn from a policy.
+    """New designs near labelled ones: fills of each, drawn from a policy, ``candidates`` for
+    every one that the acquisition keeps.
 
     ``__call__`` gives, per start design, its distinct fills that differ from it (the moves the
-    restarts rank), the counterpart of ``seiko.edits.block_edits`` and ``single_edits``.
+    restarts rank), the counterpart of ``seiko.edits.block_edits`` and ``single_edits``. Drawing
+    a fixed number of fills per kept one keeps the ranking equally selective when ``edits.focus``
+    spends many restarts on one design: the acquisition picks 1 in ``candidates`` either way.
     """
 
-    def __init__(self, candidates: int = 64, masked: int = 4, span: float = 0.5):
+    def __init__(self, candidates: int = 8, masked: int = 4, span: float = 0.5):
         if candidates < 1:
             raise ValueError(f"edits.candidates must be >= 1, got {candidates}")
         if masked < 1:
@@ -57,16 +60,19 @@ class InfillMoves:
         self.candidates, self.masked, self.span = int(candidates), int(masked), float(span)
 
     @torch.no_grad()
-    def fills(self, policy: nn.Module, family, starts: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """[S, candidates, L]: fills of each start design (duplicates and unchanged ones included)."""
+    def fills(self, policy: nn.Module, family, starts: Tensor, per: int,
+              generator: torch.Generator | None = None) -> Tensor:
+        """[S, per, L]: ``per`` fills of each start design (duplicates and unchanged ones included)."""
         num, length = starts.shape
-        masks = remask(num * self.candidates, length, min(self.masked, length), self.span, generator)
-        tokens = starts.repeat_interleave(self.candidates, 0)
-        return family.infill(policy, tokens, masks.to(tokens.device), generator).view(num, self.candidates, length)
+        masks = remask(num * per, length, min(self.masked, length), self.span, generator)
+        tokens = starts.repeat_interleave(per, 0)
+        return family.infill(policy, tokens, masks.to(tokens.device), generator).view(num, per, length)
 
-    def __call__(self, policy: nn.Module, family, starts: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+    def __call__(self, policy: nn.Module, family, starts: Tensor, generator: torch.Generator | None = None,
+                 keep: int = 1) -> list[Tensor]:
+        """Distinct new fills of each start: ``candidates * keep`` drawn, for ``keep`` to be kept."""
         out = []
-        for start, fills in zip(starts, self.fills(policy, family, starts, generator)):
+        for start, fills in zip(starts, self.fills(policy, family, starts, self.candidates * keep, generator)):
             fills = torch.unique(fills, dim=0)
             out.append(fills[(fills != start).any(-1)])
         return out
@@ -77,7 +83,7 @@ class InfillMoves:
         """Each design replaced by its best-scoring fill when that beats it (``edits.fraction``)."""
         if len(designs) == 0:
             return designs
-        fills = self.fills(policy, family, designs, generator)
+        fills = self.fills(policy, family, designs, self.candidates, generator)
         num, cands, length = fills.shape
         values = scores(fills.reshape(-1, length), score, chunk=4096).view(num, cands)
         best = values.argmax(-1)

@@ -289,7 +289,7 @@ class SeikoMethod(FinetunedMethod):
         for start in range(0, len(best), width):
             starts = designs[torch.as_tensor(best[start:start + width], dtype=torch.long)]
             if self.edit_moves is not None:  # the round's policy fills re-masked positions: on its support
-                cands, check = self.edit_moves(self.denoiser, self.family, starts, generator), None
+                cands, check = self.edit_moves(self.denoiser, self.family, starts, generator, keep=per), None
             elif self.edit_blocks >= 2:
                 cands = [block_edits(s, self.edit_blocks, self.domain.vocab_size) for s in starts]
                 check = lambda b, e: supported(self.edit_reference, self.family, starts[b], e, self.edit_eps)  # noqa: E731
