@@ -59,13 +59,16 @@ def test_query_in_batches_records_each_batch_and_never_rebuys():
     led = Ledger(":memory:")
     led.add_queries(0, ["a", "bb", "ccc", "dddd", "eeeee"], "s")
     oracle = CountingOracle()
-    assert query_in_batches(oracle, led, led.pending(0), batch_size=2) == 5
+    reports = []
+    assert query_in_batches(oracle, led, led.pending(0), batch_size=2, report=lambda *r: reports.append(r)) == 5
     assert [len(c) for c in oracle.calls] == [2, 2, 1]
+    assert reports == [(2, 5), (4, 5), (5, 5)]  # after each recorded batch: the round's display
     designs, values, feasible = led.labelled_arrays()
     assert values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and feasible.all()
     # Resume with a stale list of queries: nothing is bought twice.
     stale = led.queries(0)
-    assert query_in_batches(oracle, led, stale, batch_size=2, progress=True) == 0
+    assert query_in_batches(oracle, led, stale, batch_size=2, report=lambda *r: reports.append(r)) == 0
+    assert len(reports) == 3
     assert oracle.num_designs == 5
 
 

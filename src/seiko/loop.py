@@ -21,6 +21,7 @@ from seiko.ledger import Ledger
 from seiko.methods import Method
 from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats
 from seiko.oracles import AwaitingLabels, call_oracle, query_in_batches
+from seiko.progress import RoundDisplay
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class FeedbackLoop:
     def __init__(self, *, domain, oracle: Callable, method: Method, ledger: Ledger, budget: list[int],
                  out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
-                 eval_with_oracle: bool = True, seed: int = 0, writer=None, progress: bool = True):
+                 eval_with_oracle: bool = True, seed: int = 0, writer=None, display: RoundDisplay | None = None):
         if not budget or any(int(b) <= 0 for b in budget):
             raise ValueError(f"budget.per_round must be a non-empty list of positive ints, got {list(budget)}")
         self.domain, self.oracle, self.method, self.ledger = domain, oracle, method, ledger
@@ -36,7 +37,8 @@ class FeedbackLoop:
         self.out_dir = Path(out_dir)
         self.checkpoints = self.out_dir / "checkpoints"
         self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
-        self.seed, self.writer, self.progress = seed, writer, progress
+        self.seed, self.writer = seed, writer
+        self.display = display if display is not None else RoundDisplay(enabled=False)
         self.history: list[dict] = []
         self.rank_zero = is_rank_zero()
 
@@ -65,10 +67,22 @@ class FeedbackLoop:
     def run_round(self, round: int) -> dict:
         if not self.rank_zero:
             return self._follow_round(round)
+        values = self._labels()[1]
+        finite = values[np.isfinite(values)]
+        self.display.start(round, len(self.schedule), queries=len(values), budget=sum(self.schedule),
+                           best=float(finite.max()) if finite.size else float("nan"))
+        try:
+            return self._lead_round(round)
+        finally:
+            self.display.close()
+
+    def _lead_round(self, round: int) -> dict:
+        """Rank 0's round; each phase is named on the display (the fits name theirs in build._fit)."""
         start = time.time()
         num = self.schedule[round]
         # sample: designs become pending queries before anyone pays for them
         if self.ledger.round_stage(round) is None:
+            self.display.phase("sample", num, "designs")
             designs = self.domain.decode(self.method.propose(round, num, self.generator(round, 0)))
             self.ledger.add_queries(round, designs, self.method.name)
             self.ledger.set_round_stage(round, "sampled")
@@ -79,18 +93,27 @@ class FeedbackLoop:
             self.ledger.export_pending_csv(path, round)
             raise AwaitingLabels(f"round {round}: {len(pending)} queries exported to {path}; import their labels "
                                  f"with `seiko import-labels {self.out_dir} LABELS.csv`, then rerun with resume=true")
-        query_in_batches(self.oracle, self.ledger, pending, self.oracle_batch_size, progress=self.progress)
+        if pending:
+            self.display.phase("query", len(pending), "queries")
+            before = self.display.queries
+            query_in_batches(self.oracle, self.ledger, pending, self.oracle_batch_size,
+                             report=lambda done, total: self.display.advance(done, queries=before + done))
         self.ledger.set_round_stage(round, "labelled")
         # fit the reward model on all labels so far, then fine-tune (both inside method.update)
         designs, values, rounds = self._labels()
+        finite = values[np.isfinite(values)]
+        self.display.update(queries=len(values), best=float(finite.max()) if finite.size else float("nan"))
         update_metrics = self.method.update(round, self.domain.encode(designs), values, rounds == round)
         self.method.save(round, self.checkpoints)
+        if self.eval_samples > 0:
+            self.display.phase("evaluate", self.eval_samples, "samples")
         metrics = self.evaluate(round, designs, values, rounds)
         metrics.update(update_metrics)
         metrics["seconds"] = time.time() - start
         self.history.append(metrics)
         self.ledger.set_meta("history", json.dumps(self.history))
         self.ledger.set_round_stage(round, "finetuned")
+        self.display.done(metrics)
         self._log(round, metrics)
         return metrics
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from seiko.ledger import Ledger, Query
 
@@ -68,13 +67,14 @@ def call_oracle(oracle: Oracle, designs: Sequence[str]) -> OracleResult:
 
 
 def query_in_batches(oracle: Oracle, ledger: Ledger, queries: Sequence[Query], batch_size: int,
-                     progress: bool = False) -> int:
+                     report: Callable[[int, int], None] | None = None) -> int:
     """Label the given queries batch by batch, recording each batch right away.
 
     A crash mid-round loses at most the batch in flight. Queries the ledger already
     holds a label for are skipped (state is re-read, not trusted from ``queries``),
     so resuming never buys a label twice. Returns the number of queries recorded,
     failed batches included (they are recorded as infeasible with their error).
+    ``report(done, total)`` is called after each recorded batch (the round's display).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -85,14 +85,14 @@ def query_in_batches(oracle: Oracle, ledger: Ledger, queries: Sequence[Query], b
             seen.add(q.id)
             todo.append(pending[q.id])
     done = 0
-    with tqdm(total=len(todo), disable=not progress, desc="oracle", unit="query") as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            result = call_oracle(oracle, [q.design for q in batch])
-            ledger.record([q.id for q in batch], result.values.tolist(),
-                          result.feasible.tolist(), error=result.error)
-            done += len(batch)
-            bar.update(len(batch))
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        result = call_oracle(oracle, [q.design for q in batch])
+        ledger.record([q.id for q in batch], result.values.tolist(),
+                      result.feasible.tolist(), error=result.error)
+        done += len(batch)
+        if report is not None:
+            report(done, len(todo))
     return done
 
 
