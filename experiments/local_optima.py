@@ -18,7 +18,6 @@ the run's ``edits.eps``, the edit the design needs is one the run could never pr
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +55,17 @@ def main(argv=None) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from seiko.ledger import Ledger
+
     cfg = OmegaConf.load(args.run / "config.yaml")
     domain = instantiate(cfg.domain.problem)
     layout, letters, T = motif_layout(domain), domain.oracle.alphabet, domain.function.transition_matrix
     labels: dict[str, float] = {}
-    for design, value in sqlite3.connect(args.run / "ledger.sqlite").execute(
-            "select design, value from queries where value is not null"):
-        if np.isfinite(float(value)):  # the ledger keeps values as text, 'nan' for infeasible
-            labels[design] = max(float(value), labels.get(design, -np.inf))
+    with Ledger(args.run / "ledger.sqlite") as ledger:  # opening it migrates an older ledger
+        answered = [(q.design, q.value) for q in ledger.queries(labelled=True)]
+    for design, value in answered:
+        if np.isfinite(value):
+            labels[design] = max(value, labels.get(design, -np.inf))
     rows = sorted(labels.items(), key=lambda kv: -kv[1])[:args.top]
     allowed_at = support_edits(cfg, domain) if args.support_eps else None
     print("design | label | motif elements present | best single edit | best two edits"

@@ -18,7 +18,6 @@ best-scoring edit is checked against the optimum.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +93,7 @@ def main(argv=None) -> None:
     from omegaconf import OmegaConf
 
     from seiko.cli_support import quiet_lightning
+    from seiko.ledger import Ledger
 
     quiet_lightning()
     cfg = OmegaConf.merge(OmegaConf.load(args.run / "config.yaml"), OmegaConf.from_dotlist(args.override))
@@ -108,9 +108,9 @@ def main(argv=None) -> None:
     values, fixed_values = domain.oracle(list(designs)), domain.oracle(list(fixes))
     print(f"labels: designs mean {np.nanmean(np.where(np.isfinite(values), values, np.nan)):.3f}; fixes "
           f"{dict(zip(*np.unique(fixed_values, return_counts=True)))}")
-    rows = sqlite3.connect(args.run / "ledger.sqlite").execute(
-        "select design, value from queries where round <= ? and value is not null", (args.through_round,)).fetchall()
-    y = np.array([float(v) for _, v in rows])
+    with Ledger(args.run / "ledger.sqlite") as ledger:  # opening it migrates an older ledger
+        rows = [(q.design, q.value) for q in ledger.queries(labelled=True) if q.round <= args.through_round]
+    y = np.array([v for _, v in rows])
     y = np.where(np.isfinite(y), y, 0.0)  # as reward.infeasible_value=0
     model = instantiate(cfg.reward.model)
     model.fit_labels(features(domain, [d for d, _ in rows]), torch.tensor(y, dtype=torch.float32),

@@ -25,17 +25,22 @@ refit, to ask whether another reward model or bonus would rank the improving mov
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 
+def labels_through(run: Path, last_round: int) -> list[tuple[str, float]]:
+    """(design, value) of every answered query up to ``last_round``, in purchase order (NaN kept)."""
+    from seiko.ledger import Ledger
+
+    with Ledger(run / "ledger.sqlite") as ledger:  # opening it migrates an older ledger
+        return [(q.design, q.value) for q in ledger.queries(labelled=True) if q.round <= last_round]
+
+
 def lineages(run: Path, last_round: int, count: int, apart: int) -> list[tuple[str, float]]:
     """The best feasible labels up to ``last_round``, each at least ``apart`` tokens from those before."""
-    rows = sqlite3.connect(run / "ledger.sqlite").execute(
-        "select design, value from queries where round <= ? and value is not null", (last_round,))
-    labels = {d: float(v) for d, v in rows if np.isfinite(float(v)) and float(v) > 0}
+    labels = {d: v for d, v in labels_through(run, last_round) if np.isfinite(v) and v > 0}
     picked: list[tuple[str, float]] = []
     for design, value in sorted(labels.items(), key=lambda kv: -kv[1]):
         if all(sum(a != b for a, b in zip(design, p)) >= apart for p, _ in picked):
@@ -78,10 +83,9 @@ def acquisition_ranks(run: Path, domain, last_round: int, overrides: list[str] =
 
     quiet_lightning()
     cfg = OmegaConf.merge(OmegaConf.load(run / "config.yaml"), OmegaConf.from_dotlist(list(overrides)))
-    rows = sqlite3.connect(run / "ledger.sqlite").execute(
-        "select design, value from queries where round <= ? and value is not null order by id", (last_round,)).fetchall()
+    rows = labels_through(run, last_round)
     labelled = {d for d, _ in rows}
-    y, keep = fit_targets(np.array([float(v) for _, v in rows]), cfg.reward.infeasible_value,
+    y, keep = fit_targets(np.array([v for _, v in rows]), cfg.reward.infeasible_value,
                           cfg.reward.get("log_floor"))
 
     def features(designs):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,14 +37,15 @@ def rebuilt(run: Path):
 
     from seiko.api import build_loop
     from seiko.cli_support import quiet_lightning
+    from seiko.ledger import Ledger
 
     quiet_lightning()
     cfg = OmegaConf.load(run / "config.yaml")
     cfg.progress = False
     scratch = Path(tempfile.mkdtemp())
     try:
-        rows = sqlite3.connect(run / "ledger.sqlite").execute(
-            "select design, value, round from queries where value is not null order by id").fetchall()
+        with Ledger(run / "ledger.sqlite") as ledger:  # opening it migrates an older ledger
+            rows = [(q.design, q.value, q.round) for q in ledger.queries(labelled=True)]
         yield build_loop(cfg, scratch / "run"), rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

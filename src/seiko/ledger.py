@@ -19,30 +19,36 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 BUSY_SECONDS = 60.0  # how long a process waits for another's write (every rank opens the ledger)
 STAGES = ("sampled", "labelled", "fitted", "finetuned")
 
-# value is TEXT (repr of the float) because SQLite stores a REAL NaN as NULL; a row is
-# pending exactly while labelled_at IS NULL, so pending is never confused with NaN.
+# value is REAL so SQL and pandas see numbers (max(value) is the numeric max). SQLite stores a
+# REAL NaN as NULL, so the status column, not value, says what a row is: NULL with status
+# infeasible/failed reads back as NaN, and a row is pending exactly while labelled_at IS NULL
+# (the CHECK keeps status and labelled_at in step). -inf and +inf are stored as REAL as they are.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     round INTEGER NOT NULL,
     design TEXT NOT NULL,
     strategy TEXT NOT NULL,
-    value TEXT,
+    value REAL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'labelled', 'infeasible', 'failed')),
     feasible INTEGER,
     error TEXT,
     created_at REAL NOT NULL,
-    labelled_at REAL
+    labelled_at REAL,
+    CHECK ((status = 'pending') = (labelled_at IS NULL))
 );
 CREATE INDEX IF NOT EXISTS queries_round ON queries(round);
+CREATE INDEX IF NOT EXISTS queries_status ON queries(status);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY, stage TEXT NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_COLUMNS = "id, round, design, strategy, value, status, feasible, error, created_at, labelled_at"
 _TRUE, _FALSE = {"1", "true", "t", "yes", "y"}, {"0", "false", "f", "no", "n"}
 
 
@@ -53,6 +59,7 @@ class Query:
     design: str  # the design as text (a sequence, a SMILES, an image path)
     strategy: str
     value: float | None  # None while pending; NaN or -inf allowed (infeasible / failed)
+    status: str  # pending, labelled (finite, feasible), infeasible, or failed (oracle error)
     feasible: bool | None  # None while pending
     error: str | None  # oracle error message for a failed batch
     created_at: float  # unix time
@@ -64,9 +71,26 @@ class LedgerError(Exception):
 
 
 def _query(row: tuple) -> Query:
-    id_, rnd, design, strategy, value, feasible, error, created, labelled = row
-    return Query(id_, rnd, design, strategy, None if value is None else float(value),
+    id_, rnd, design, strategy, value, status, feasible, error, created, labelled = row
+    if status == "pending":
+        value = None
+    elif value is None:  # how SQLite hands back a stored NaN
+        value = math.nan
+    return Query(id_, rnd, design, strategy, None if value is None else float(value), status,
                  None if feasible is None else bool(feasible), error, created, labelled)
+
+
+def label_status(value: float, feasible: bool, error: str | None) -> str:
+    """The status of an answered query: failed if the oracle's batch failed, labelled for a
+    finite value the oracle calls feasible, infeasible otherwise (NaN, -inf, +inf, flag False)."""
+    if error is not None:
+        return "failed"
+    return "labelled" if feasible and math.isfinite(value) else "infeasible"
+
+
+def _real(value: float) -> float | None:
+    """The value as stored: NULL for NaN, said explicitly rather than left to SQLite."""
+    return None if math.isnan(value) else value
 
 
 class Ledger:
@@ -80,15 +104,54 @@ class Ledger:
         self._use_wal()
         self._conn.execute("PRAGMA synchronous=FULL")  # survive power loss, not just crashes
         with self._tx():  # not executescript(): it would COMMIT outside our transaction
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    self._conn.execute(stmt)
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                               (SCHEMA_VERSION,))
+            has_meta = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            if not has_meta:  # a new ledger
+                self._create_tables()
+                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            elif self.get_meta("schema_version") == "1":  # checked inside the transaction, so
+                self._migrate_from_v1()  # of ranks opening it at once one migrates, the rest see 2
         version = self.get_meta("schema_version")
         if version != SCHEMA_VERSION:
             self._conn.close()
-            raise LedgerError(f"{path}: schema_version {version}, expected {SCHEMA_VERSION}")
+            raise LedgerError(f"{path}: schema_version {version}, expected {SCHEMA_VERSION} "
+                              f"(written by a different seiko version?)")
+
+    def _create_tables(self) -> None:
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                self._conn.execute(stmt)
+
+    def _migrate_from_v1(self) -> None:
+        """Version 1 kept value as TEXT (a float's repr, 'nan' for NaN) and had no status.
+
+        SQLite cannot change a column's type, and its CAST reads 'nan' and '-inf' as 0, so the
+        rows are parsed here and copied into a fresh queries table; ids and the AUTOINCREMENT
+        counter carry over, so no id is ever reused. Runs inside the caller's transaction: a
+        crash mid-way leaves the version-1 ledger as it was.
+        """
+        c = self._conn
+        c.execute("DROP INDEX IF EXISTS queries_round")  # it would follow the renamed table
+        c.execute("ALTER TABLE queries RENAME TO queries_v1")
+        self._create_tables()
+        rows = []
+        for id_, rnd, design, strategy, text, feasible, error, created, labelled in c.execute(
+                "SELECT id, round, design, strategy, value, feasible, error, created_at, "
+                "labelled_at FROM queries_v1 ORDER BY id"):
+            try:
+                value = float(text) if text is not None else math.nan
+            except ValueError:
+                value = math.nan  # unparsable text was never a usable label
+            status = ("pending" if labelled is None
+                      else label_status(value, bool(feasible), error))
+            rows.append((id_, rnd, design, strategy, _real(value), status, feasible, error,
+                         created, labelled))
+        c.executemany(f"INSERT INTO queries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name='queries_v1'").fetchone()
+        c.execute("DROP TABLE queries_v1")
+        if seq is not None:
+            c.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name='queries'", seq)
+        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION,))
 
     def _use_wal(self) -> None:
         """Switch to write-ahead logging, so readers (other ranks, `seiko sample`) never block a write.
@@ -123,14 +186,16 @@ class Ledger:
         """Record designs as pending before the oracle is asked, so none goes unaccounted."""
         now = time.time()
         with self._tx() as c:
-            return [c.execute("INSERT INTO queries (round, design, strategy, created_at) "
-                              "VALUES (?, ?, ?, ?)", (int(round), str(d), strategy, now)).lastrowid
+            return [c.execute("INSERT INTO queries (round, design, strategy, status, created_at) "
+                              "VALUES (?, ?, ?, 'pending', ?)",
+                              (int(round), str(d), strategy, now)).lastrowid
                     for d in designs]
 
     def record(self, ids: Sequence[int], values: Sequence[float], feasible: Sequence[bool],
                error: str | None = None) -> None:
         """Label pending queries; refuses unknown or already-labelled ids (a bought label is
-        never overwritten) and writes all rows or none."""
+        never overwritten) and writes all rows or none. ``error`` marks the whole batch failed
+        (the oracle raised or answered malformed output); see ``label_status``."""
         ids, feasible = [int(i) for i in ids], [bool(f) for f in feasible]
         try:
             values = [float(v) for v in values]
@@ -145,26 +210,28 @@ class Ledger:
         with self._tx() as c:
             for i in ids:
                 self._check_pending(i)
-            c.executemany("UPDATE queries SET value=?, feasible=?, error=?, labelled_at=? "
-                          "WHERE id=?", [(repr(v), int(f), error, now, i)
+            c.executemany("UPDATE queries SET value=?, status=?, feasible=?, error=?, labelled_at=? "
+                          "WHERE id=?", [(_real(v), label_status(v, f, error), int(f), error, now, i)
                                          for i, v, f in zip(ids, values, feasible)])
 
     def _check_pending(self, id_: int) -> None:
         """Raise LedgerError unless id_ is a known, still-pending query."""
-        row = self._conn.execute("SELECT labelled_at FROM queries WHERE id=?", (id_,)).fetchone()
+        row = self._conn.execute("SELECT status FROM queries WHERE id=?", (id_,)).fetchone()
         if row is None:
             raise LedgerError(f"unknown query id: {id_}")
-        if row[0] is not None:
+        if row[0] != "pending":
             raise LedgerError(f"query already labelled: {id_}")
 
     def queries(self, round: int | None = None, *, labelled: bool | None = None) -> list[Query]:
+        """Queries by id; ``labelled=True`` means answered (status labelled, infeasible or
+        failed), ``labelled=False`` means pending."""
         where, args = [], []
         if round is not None:
             where.append("round = ?")
             args.append(int(round))
         if labelled is not None:
-            where.append("labelled_at IS NOT NULL" if labelled else "labelled_at IS NULL")
-        sql = "SELECT * FROM queries" + (" WHERE " + " AND ".join(where) if where else "")
+            where.append("status != 'pending'" if labelled else "status = 'pending'")
+        sql = f"SELECT {_COLUMNS} FROM queries" + (" WHERE " + " AND ".join(where) if where else "")
         return [_query(r) for r in self._conn.execute(sql + " ORDER BY id", args)]
 
     def pending(self, round: int | None = None) -> list[Query]:
@@ -172,7 +239,7 @@ class Ledger:
 
     def num_labelled(self) -> int:
         return self._conn.execute(
-            "SELECT COUNT(*) FROM queries WHERE labelled_at IS NOT NULL").fetchone()[0]
+            "SELECT COUNT(*) FROM queries WHERE status != 'pending'").fetchone()[0]
 
     def labelled_arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """All labelled designs with values (float64, NaN kept) and feasibility, by id."""
