@@ -8,7 +8,7 @@ of fresh samples from the model as it stands at that budget.
 Round-based methods run once per seed, in rounds whose cumulative sums hit every budget
 (500/1000/2000 -> 250,250,500,1000), read at the round ending at each budget; best_of_n and
 non_adaptive spend their budget in one round, so they run once per budget. Runs live in
-<out>/m<motifs>/<method>/seed<s>[/b<budget>]/ (seiko's ledger and summary, plus bench.json: where
+<out>/m<motifs>[_f<function>]/<method>/seed<s>[/b<budget>]/ (seiko's ledger and summary, plus bench.json: where
 to read them). Finished runs are skipped and interrupted ones resumed, so the benchmark can be
 stopped and continued; --aggregate-only rebuilds the results from whatever runs exist.
 """
@@ -26,16 +26,28 @@ from pathlib import Path
 import numpy as np
 
 # a method is a strategy, or a variant: a strategy with extra overrides (its own runs and rows)
+# ``_frozen``: the same with the policy held at the pretrained model (lr 1e-12: no fine-tuning), which
+# shows what fine-tuning itself adds; the other ``seiko_best_no_*`` rows drop one part of the preset.
+FROZEN = "finetune.lr=1e-12"
 VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb", ["reward=gp_pairs"]),
-            "ucb_sparse": ("ucb", ["reward=sparse_pairs"])}
+            "ucb_sparse": ("ucb", ["reward=sparse_pairs"]),
+            "seiko_infill": ("ucb", ["experiment=ehrlich_seiko"]),
+            "seiko_infill_frozen": ("ucb", ["experiment=ehrlich_seiko", FROZEN]),
+            "seiko_best": ("ucb", ["experiment=ehrlich_seiko_best"]),
+            "seiko_best_frozen": ("ucb", ["experiment=ehrlich_seiko_best", FROZEN]),
+            "seiko_best_no_edits": ("ucb", ["experiment=ehrlich_seiko_best", "edits.fraction=0"]),
+            "seiko_best_no_restarts": ("ucb", ["experiment=ehrlich_seiko_best", "edits.restarts=0"]),
+            "seiko_best_no_support": ("ucb", ["experiment=ehrlich_seiko_best", "finetune.support_eps=0"])}
 METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ucb_sparse", "ts", "online_ppo",
-           "genetic"]
+           "genetic", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
+           "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]
 DEFAULT_OUT = "experiments/runs/feedback"
 DEFAULT_RESULTS = "experiments/results/feedback"
-FIELDS = ["motifs", "method", "budget", "seed", "best", "eval_reward_mean", "eval_reward_max", "feasibility",
-          "diversity", "novelty", "seconds"]
+FIELDS = ["function", "motifs", "method", "budget", "seed", "best", "infeasible_labels", "eval_reward_mean",
+          "eval_reward_max", "feasibility", "diversity", "novelty", "seconds"]
+STATS = FIELDS[7:-1]  # read from the round's history
 START = time.time()
 
 
@@ -66,8 +78,11 @@ def plan(args) -> list[dict]:
     """Every run the benchmark needs: its directory, rounds and the budgets to read it at."""
     runs, budgets = [], sorted(set(args.budgets))
     # seed-major: a benchmark stopped early still compares every method on its first seeds
-    for motifs, seed, method in itertools.product(args.motifs, args.seeds, args.methods):
-        base, key = Path(args.out, f"m{motifs}", method, f"seed{seed}"), dict(motifs=motifs, method=method, seed=seed)
+    for function, motifs, seed, method in itertools.product(args.functions, args.motifs, args.seeds, args.methods):
+        # domain.seed 0 keeps the folders of the runs made before other functions existed
+        folder = f"m{motifs}" if function == 0 else f"m{motifs}_f{function}"
+        base = Path(args.out, folder, method, f"seed{seed}")
+        key = dict(function=function, motifs=motifs, method=method, seed=seed)
         if method in SINGLE_ROUND:
             runs += [dict(key, dir=base / f"b{b}", per_round=[b], budgets=[b]) for b in budgets]
         else:
@@ -88,7 +103,8 @@ def is_finished(run_dir: Path, per_round: list[int]) -> bool:
 
 def overrides_for(spec: dict, extra: list[str]) -> list[str]:
     strategy, variant = VARIANTS.get(spec["method"], (spec["method"], []))
-    return [f"strategy={strategy}", *variant, *DOMAIN, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
+    function = [f"domain.seed={spec['function']}"] if spec.get("function", 0) else []
+    return [f"strategy={strategy}", *variant, *DOMAIN, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
             f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none", *extra]
 
 
@@ -113,15 +129,17 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict], np.ndarray]:
         return bench, [], np.empty(0)
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         _, best = best_so_far(ledger)
+        values = ledger.labelled_arrays()[1]  # in purchase order, as best
         history = json.loads(ledger.get_meta("history") or "[]")  # completed rounds only
     rows, seconds = [], 0.0
     for h in history:
         seconds += h.get("seconds", float("nan"))
         if h["queries"] in bench["budgets"]:
-            b = best[h["queries"] - 1]  # the ledger is in purchase order
-            rows.append(dict({k: bench[k] for k in ("motifs", "method", "seed")}, budget=h["queries"],
-                             best=b if np.isfinite(b) else float("nan"), seconds=seconds,
-                             **{k: h.get(k, float("nan")) for k in FIELDS[5:-1]}))
+            b, n = best[h["queries"] - 1], h["queries"]
+            rows.append(dict({k: bench[k] for k in ("motifs", "method", "seed")}, function=bench.get("function", 0),
+                             budget=n, best=b if np.isfinite(b) else float("nan"), seconds=seconds,
+                             infeasible_labels=float(np.mean(~np.isfinite(values[:n]))),  # labels bought and wasted
+                             **{k: h.get(k, float("nan")) for k in STATS}))
     return bench, rows, best
 
 
@@ -132,19 +150,21 @@ def mean_std(values) -> str:
 
 
 def write_markdown(rows: list[dict], path: Path) -> None:
-    keys = sorted({(r["motifs"], METHODS.index(r["method"]), r["method"], r["budget"]) for r in rows})
+    keys = sorted({(r.get("function", 0), r["motifs"], METHODS.index(r["method"]), r["method"], r["budget"]) for r in rows})
     lines = ["# Feedback efficiency (Ehrlich protein, 32 states, length 32)", "",
-             "Mean ± std over seeds. *best*: best true label bought within the budget; *eval*: true reward "
-             "of fresh samples from the model at that budget (feasible ones; *feasibility* is their fraction). "
-             "*found 1.0*: seeds whose best label is the optimum.", "",
-             "| motifs | method | budget | seeds | best | best (max over seeds) | found 1.0 | eval mean | eval max "
-             "| feasibility |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for motifs, _, method, budget in keys:
-        g = [r for r in rows if (r["motifs"], r["method"], r["budget"]) == (motifs, method, budget)]
+             "Mean ± std over seeds. *function*: the Ehrlich function's `domain.seed`. *best*: best true label "
+             "bought within the budget; *infeasible labels*: share of the labels bought so far that went to "
+             "infeasible designs; *eval*: true reward of fresh samples from the model at that budget (feasible "
+             "ones; *feasibility* is their fraction). *found 1.0*: seeds whose best label is the optimum.", "",
+             "| function | motifs | method | budget | seeds | best | best (max over seeds) | found 1.0 | infeasible labels "
+             "| eval mean | eval max | feasibility |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for function, motifs, _, method, budget in keys:
+        g = [r for r in rows if (r.get("function", 0), r["motifs"], r["method"], r["budget"]) == (function, motifs, method, budget)]
         best = np.array([r["best"] for r in g], dtype=float)
         top = f"{np.nanmax(best):.3f}" if np.isfinite(best).any() else "–"
         found = int(np.sum(np.nan_to_num(best, nan=-1.0) >= 1.0 - 1e-9))
-        lines.append(f"| {motifs} | {method} | {budget} | {len(g)} | {mean_std(best)} | {top} | {found}/{len(g)} | "
+        lines.append(f"| {function} | {motifs} | {method} | {budget} | {len(g)} | {mean_std(best)} | {top} | {found}/{len(g)} | "
+                     f"{mean_std([r.get('infeasible_labels', float('nan')) for r in g])} | "
                      f"{mean_std([r['eval_reward_mean'] for r in g])} | {mean_std([r['eval_reward_max'] for r in g])} "
                      f"| {mean_std([r['feasibility'] for r in g])} |")
     path.write_text("\n".join(lines) + "\n")
@@ -157,7 +177,7 @@ def plot(curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: E402
 
-    motifs = sorted({m for m, _ in curves})
+    motifs = sorted({m for m, _ in curves})  # (function, motifs) pairs
     fig, axes = plt.subplots(1, len(motifs), figsize=(6 * len(motifs), 4), squeeze=False)
     for ax, m in zip(axes[0], motifs):
         for method in sorted({x for k, x in curves if k == m}, key=METHODS.index):
@@ -167,7 +187,7 @@ def plot(curves: dict, path: Path) -> None:
                 padded[i, : len(c)] = c
             ax.plot(np.arange(1, padded.shape[1] + 1), np.nanmean(padded, 0), drawstyle="steps-post",
                     label=f"{method} (n={len(seeds)})")
-        ax.set(title=f"{m} motifs", xlabel="oracle queries", ylabel="best true label so far", ylim=(-0.02, 1.02))
+        ax.set(title=f"function {m[0]}, {m[1]} motifs", xlabel="oracle queries", ylabel="best true label so far", ylim=(-0.02, 1.02))
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -180,17 +200,17 @@ def aggregate(out: Path, results: Path) -> list[dict]:
     for path in sorted(out.glob("m*/*/seed*/**/bench.json")):
         bench, run_rows, best = read_run(path.parent)
         rows += run_rows
-        key = (bench["motifs"], bench["method"], bench["seed"])
+        key = ((bench.get("function", 0), bench["motifs"]), bench["method"], bench["seed"])
         if len(best) >= len(largest.get(key, ())):  # single-round methods: the largest budget's run
             largest[key] = best
     for (m, method, _), best in largest.items():
         curves.setdefault((m, method), []).append(best)
     for r in rows:  # best-of-N draws one stream from p_pre: its best at B queries is a prefix of its largest run
-        best = largest.get((r["motifs"], r["method"], r["seed"]))
+        best = largest.get(((r["function"], r["motifs"]), r["method"], r["seed"]))
         if r["method"] == "best_of_n" and best is not None and len(best) >= r["budget"]:
             r["best"] = float(best[r["budget"] - 1]) if np.isfinite(best[r["budget"] - 1]) else float("nan")
     results.mkdir(parents=True, exist_ok=True)
-    rows.sort(key=lambda r: (r["motifs"], METHODS.index(r["method"]), r["budget"], r["seed"]))
+    rows.sort(key=lambda r: (r["function"], r["motifs"], METHODS.index(r["method"]), r["budget"], r["seed"]))
     with open(results / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
@@ -207,7 +227,8 @@ def run_all(args, extra: list[str]) -> list[str]:
     runs, failed = plan(args), []
     say(f"{len(runs)} runs under {args.out}; extra overrides: {extra or 'none'}")
     for i, spec in enumerate(runs, 1):
-        tag = f"({i}/{len(runs)}) m={spec['motifs']} {spec['method']} seed={spec['seed']} rounds={spec['per_round']}"
+        tag = (f"({i}/{len(runs)}) f={spec['function']} m={spec['motifs']} {spec['method']} seed={spec['seed']} "
+               f"rounds={spec['per_round']}")
         if is_finished(spec["dir"], spec["per_round"]):
             same = load_summary(spec["dir"]).get("overrides") == overrides_for(spec, extra)
             say(f"{tag}: finished, skipped" + ("" if same else " (WARNING: it ran with other overrides)"))
@@ -231,6 +252,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--motifs", nargs="+", type=int, default=[2, 4])
+    p.add_argument("--functions", nargs="+", type=int, default=[0], help="Ehrlich functions (domain.seed); each "
+                                                                         "needs its chain's pretrained checkpoint")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
     p.add_argument("--first-rounds", type=int, default=2, help="rounds the first budget is split into (default 2)")
