@@ -27,6 +27,43 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):
     assert result.stderr.startswith(expected)
 
 
+@pytest.mark.parametrize("args, field", [
+    (["domain.num_motifs=20"], "domain.num_motifs * domain.motif_length must be <= domain.dim"),
+    (["domain.dim=7"], "use domain.num_motifs <= 1 or domain.dim >= 8"),
+    (["domain.quantization=3"], "domain.quantization must be null or a divisor of domain.motif_length (4)"),
+    (["oracle._target_=nope.missing"], "oracle._target_: cannot import 'nope.missing' (ModuleNotFoundError"),
+    (["oracle._target_=helpers.CountingOracle"], "oracle: helpers.CountingOracle: TypeError:"),
+])
+def test_a_domain_or_oracle_that_cannot_be_built_is_one_line_naming_the_field(args, field, tmp_path):
+    """Not Hydra's InstantiationException trace; and before anything is trained or recorded."""
+    result = seiko(*args, "budget.per_round=[8]", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("seiko: error: ") and field in result.stderr
+    assert not (tmp_path / "ledger.sqlite").exists()
+
+
+class BrokenOracle:
+    def __init__(self):
+        raise RuntimeError("a bug, not a setting")
+
+
+def test_a_bug_while_building_the_oracle_or_domain_keeps_its_exception():
+    from hydra.errors import InstantiationException
+    from omegaconf import OmegaConf
+
+    from seiko.build import build_domain, build_oracle
+    from seiko.config import ConfigError
+
+    target = {"_target_": f"{__name__}.BrokenOracle"}
+    with pytest.raises(RuntimeError, match="a bug") as info:
+        build_oracle(OmegaConf.create(target))
+    assert not isinstance(info.value, ConfigError)
+    with pytest.raises(InstantiationException) as info:
+        build_domain(OmegaConf.create({"domain": {"problem": target}}))
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 def test_run_then_sample_any_saved_round_and_export(tiny, tmp_path):
     run_dir = tmp_path / "run"
     result = seiko(*tiny, "strategy=greedy", f"hydra.run.dir={run_dir}", cwd=tmp_path)

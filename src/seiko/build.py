@@ -4,10 +4,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -134,12 +136,59 @@ def edit_settings(cfg: DictConfig, family) -> dict:
             "edit_focus": float(edits.get("focus", 1.0)), "edit_moves": moves}
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _constructor_error(key: str, target, err: BaseException) -> str:
+    message = _one_line(err)
+    if message.startswith(key.split(".")[0] + "."):  # it names its field already (domain.num_motifs: ...)
+        return message
+    hint = " (its arguments: +oracle.NAME=VALUE)" if key == "oracle" and isinstance(err, TypeError) else ""
+    return f"{key}: {target}: {type(err).__name__}: {message}{hint}"
+
+
+@contextmanager
+def _naming(key: str, target):
+    """Building the domain or the oracle: a bad setting becomes one ConfigError naming the field
+    instead of Hydra's four-line InstantiationException trace.
+
+    Only what says the setting is wrong is translated: a ``_target_`` that does not import or is
+    not callable, and a ValueError or TypeError from its constructor. Anything else raised while
+    building is a bug, and keeps its own exception and trace.
+    """
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        if cause is None:  # Hydra's own complaint, e.g. "Expected a callable target, got ... module"
+            raise ConfigError(f"{key}._target_: {_one_line(err).split(' full_key: ')[0]}") from err
+        if isinstance(cause, ImportError):
+            root = cause.__cause__ or cause
+            raise ConfigError(f"{key}._target_: cannot import {target!r} "
+                              f"({type(root).__name__}: {_one_line(root)})") from err
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(_constructor_error(key, target, cause)) from err
+        raise
+    except (ValueError, TypeError) as err:  # a class oracle's constructor runs outside Hydra
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(_constructor_error(key, target, err)) from err
+
+
+def build_domain(cfg: DictConfig):
+    """``cfg.domain.problem``; a bad domain setting is one line naming it (``domain.num_motifs ...``)."""
+    with _naming("domain.problem", cfg.domain.problem.get("_target_")):
+        return instantiate(cfg.domain.problem)
+
+
 def build_oracle(oracle_cfg: DictConfig):
     """A class target is instantiated (its instance is the oracle); a function target is the oracle."""
     import inspect
 
-    built = instantiate(oracle_cfg, _partial_=True)
-    return built() if inspect.isclass(built.func) else built
+    with _naming("oracle", oracle_cfg.get("_target_")):
+        built = instantiate(oracle_cfg, _partial_=True)
+        return built() if inspect.isclass(built.func) else built
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
@@ -176,7 +225,7 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     torch.manual_seed(cfg.seed)
     torch.set_flush_denormal(True)
     quiet_lightning()
-    domain = instantiate(cfg.domain.problem)
+    domain = build_domain(cfg)
     own_oracle = oracle is None and not cfg.oracle.get("_target_")
     if oracle is None:
         oracle = build_oracle(cfg.oracle) if cfg.oracle.get("_target_") else domain.default_oracle()

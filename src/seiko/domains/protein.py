@@ -19,6 +19,44 @@ from seiko.domains.base import Domain
 ALPHABET = "ACDEFGHIKLMNPQRSTVWY" + "BJOUXZ" + "abcdefghijklmnopqrstuvwxyz" + "0123456789"
 
 
+def check_ehrlich(num_states: int, dim: int, num_motifs: int, motif_length: int, quantization: int | None) -> None:
+    """Refuse settings pytorch-holo's Ehrlich cannot build or would silently build otherwise than asked.
+
+    holo itself fails with "cannot guarantee a solution satisfying all motifs exists." (the motifs
+    must fit side by side, num_motifs * motif_length <= dim, or no design reaches the optimum),
+    divides by zero for motif_length 1 (its spacings split the gaps between a motif's elements) or
+    quantization 0, and reads a quantization that does not divide motif_length as a coarser one
+    (it counts in steps of ceil(motif_length / quantization) elements). Each error names the field.
+    """
+    for field, value, least in (("num_states", num_states, 1), ("dim", dim, 1), ("num_motifs", num_motifs, 1),
+                                ("motif_length", motif_length, 2)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"domain.{field} must be an int, got {value!r}")
+        if value < least:
+            why = " (a motif is its elements with gaps between them)" if field == "motif_length" else ""
+            raise ValueError(f"domain.{field} must be >= {least}{why}, got {value}")
+    if num_states > len(ALPHABET):
+        raise ValueError(f"domain.num_states must be <= {len(ALPHABET)} (letters to write designs with), got {num_states}")
+    if motif_length > dim:
+        raise ValueError(f"domain.motif_length must be <= domain.dim ({dim}): a motif must fit in a design, "
+                         f"got {motif_length}")
+    if num_motifs * motif_length > dim:
+        raise ValueError(f"domain.num_motifs * domain.motif_length must be <= domain.dim: all motifs must fit side "
+                         f"by side for the optimum to exist, got {num_motifs} * {motif_length} = "
+                         f"{num_motifs * motif_length} > {dim}; use domain.num_motifs <= {dim // motif_length} "
+                         f"or domain.dim >= {num_motifs * motif_length}")
+    if quantization is None:
+        return
+    divisors = [q for q in range(1, motif_length + 1) if motif_length % q == 0]
+    if isinstance(quantization, bool) or not isinstance(quantization, int) or quantization not in divisors:
+        acts = ""
+        if isinstance(quantization, int) and quantization >= 1:
+            acts = f"; holo would read {quantization} as {motif_length // -(-motif_length // quantization)}"
+        raise ValueError(f"domain.quantization must be null or a divisor of domain.motif_length ({motif_length}): "
+                         f"{', '.join(map(str, divisors))} (levels of a motif's present fraction), "
+                         f"got {quantization!r}{acts}")
+
+
 def _ehrlich(**kwargs):
     from holo.test_functions.closed_form import Ehrlich  # imports botorch: keep it lazy
 
@@ -31,12 +69,7 @@ class EhrlichOracle:
     def __init__(self, num_states: int = 32, dim: int = 32, num_motifs: int = 2, motif_length: int = 4,
                  quantization: int | None = 4, epistasis_factor: float = 0.0, noise_std: float = 0.0,
                  seed: int = 0):
-        for field, value in dict(num_states=num_states, dim=dim, num_motifs=num_motifs,
-                                 motif_length=motif_length).items():
-            if value < 1:
-                raise ValueError(f"domain.{field} must be >= 1, got {value}")
-        if num_states > len(ALPHABET):
-            raise ValueError(f"domain.num_states must be <= {len(ALPHABET)}, got {num_states}")
+        check_ehrlich(num_states, dim, num_motifs, motif_length, quantization)
         self.alphabet = ALPHABET[:num_states]
         self.function = _ehrlich(num_states=num_states, dim=dim, num_motifs=num_motifs,
                                  motif_length=motif_length, quantization=quantization,
