@@ -142,8 +142,8 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
 
 
 def test_best_preset_is_the_benchmarked_setting():
-    """`experiment=ehrlich_seiko_best` must stay the setting whose results the README reports:
-    the config the benchmark script composes for its command (README, 'One setting for both
+    """`experiment=ehrlich_seiko_best` must stay the setting whose results docs/protein-benchmark.md reports:
+    the config the benchmark script composes for its command ('The best setting: one setting for both
     functions'), built by the script's own ``schedule`` and ``overrides_for``."""
     import importlib.util
 

@@ -21,7 +21,7 @@ motif terms a design soon sits where no single substitution helps, because two p
 share positions and completing one breaks the other; the way out is to move one of them, which
 takes several tokens at once. On the 4-motif benchmark, climbs that ask the oracle itself reach
 1.0 from 4 of 12 starting designs with block moves and from none of the same 12 with single
-tokens (README, 'Block moves'). A block edit must put only tokens the pretrained model allows
+tokens (docs/protein-benchmark.md, 'Block moves'). A block edit must put only tokens the pretrained model allows
 where they land (``supported``), the rule single edits follow.
 
 With ``edits.focus`` = F > 1 each round in a row in which the best label did not rise multiplies
@@ -29,7 +29,7 @@ With ``edits.focus`` = F > 1 each round in a row in which the best label did not
 optimum the reward model ranks the one missing move well but not first. On the 4-motif
 benchmark, from seed 0's 0.750 design the sparse pair model ranks the seven moves to 1.0 at 16,
 36, 37, ... of 7,553 supported ones; 16 edits of each of 8 designs label none of them, 125
-edits of that one design would (README, 'Focus').
+edits of that one design would (docs/protein-benchmark.md, 'Focus').
 
 With ``edits.steps`` > 1 the edit is repeated on its result (a greedy climb of at most that many
 tokens), because one token per round is slow where the optimum lies several tokens away: on a

@@ -2,7 +2,7 @@
 
     python -m seiko.pretrain domain=protein trainer.max_steps=20000 out=assets/x.safetensors
 
-The committed default checkpoints were made by the command in the README (``make pretrain``).
+The committed default checkpoints were made by ``make pretrain`` (domain.seed=0) and the commands in docs/how-it-works.md, 'Checkpoints'.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Why: on a product of motif terms fitted in log space (``reward.log_floor``) the 
 over a few gapped token pairs (``seiko.reward.PairFeatures``) out of thousands. A GP or a dense
 ridge spreads the credit of a good label over every pair it holds, most of them hitchhikers from
 its lineage; an L1 penalty keeps only the pairs that explain labels across lineages. On the
-4-motif Ehrlich benchmark it climbs further than the pair GP (README, "A sparse reward model").
+4-motif Ehrlich benchmark it climbs further than the pair GP (docs/protein-benchmark.md, "A sparse reward model on pairs").
 
 Fit, full batch: FISTA (accelerated proximal gradient) on
 
