@@ -2,7 +2,7 @@
 
 Every fit used to print Lightning's own bar per epoch, so a run's log held thousands of bars and
 none said which round or phase it belonged to. A ``RoundDisplay`` instead keeps one line per
-round, ``round 3/16 [fit reward] epoch 12/50 | queries 500/2000 | best 0.42``, redrawn in place
+round, ``round 3/16 [fit reward] 12/50 epochs | queries 500/2000 | best 0.42``, redrawn in place
 on a terminal, and ends it with a one-line summary of the round. When stderr is not a terminal
 (CI, ``> run.log``) carriage returns would pile up in the file, so it writes one plain line per
 phase change and the summary instead.
@@ -39,7 +39,7 @@ class RoundDisplay:
     def __init__(self, enabled: bool = True, stream=None, min_interval: float = 0.2):
         self.enabled = enabled and is_rank_zero()
         self._stream, self.min_interval = stream, min_interval
-        self._open, self._drawn_at = False, 0.0
+        self._open, self._drawn_at, self._started = False, 0.0, time.time()
         self.round = self.rounds = self.queries = self.budget = 0
         self.best, self.name, self.done_count, self.total, self.unit = math.nan, "", 0, None, ""
 
