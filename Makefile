@@ -36,9 +36,11 @@ bench: install
 sweep: install
 	$(VENV)/bin/seiko -m strategy=greedy,ucb,ts strategy.bonus=0.1,1.0 finetune.kl_pretrained=0.01,0.1
 
-# Rebuilds the committed checkpoint src/seiko/assets/protein_s32_l32_seed0.safetensors (~45 min, 2 cores).
+# Rebuilds a committed checkpoint src/seiko/assets/protein_s32_l32_seed$(CHAIN).safetensors (the Ehrlich
+# chain of domain.seed=CHAIN: 0, 1 or 2; ~45 min on 2 cores, ~65 min with two at once on one thread each).
+CHAIN ?= 0
 pretrain: install
-	$(PY) -m seiko.pretrain max_steps=20000 eval_every=1000 trainer.enable_progress_bar=false
+	$(PY) -m seiko.pretrain domain.seed=$(CHAIN) max_steps=20000 eval_every=1000 trainer.enable_progress_bar=false
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs
