@@ -29,7 +29,7 @@ def test_every_strategy_runs_end_to_end(strategy, tiny, tmp_path):
     assert (tmp_path / "reward_vs_queries.png").stat().st_size > 1000
     assert json.loads((tmp_path / "summary.json").read_text())["queries"] == 32
     assert "${" not in (tmp_path / "config.yaml").read_text()  # resolved, for `seiko sample`
-    if strategy != "genetic":
+    if strategy not in ("genetic", "holo_ga"):  # no policy to save
         rounds = sorted((tmp_path / "checkpoints").glob("round_*.safetensors"))
         assert len(rounds) == summary["rounds"] and load_file(str(rounds[-1]))
 

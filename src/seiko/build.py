@@ -86,6 +86,12 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
     method = cfg.strategy.method
     if method == "best_of_n":
         return DiffusionMethod(denoiser, family, spec, single_round=True)
+    if method == "holo_ga":
+        from seiko.holo_ga import HoloEvolutionMethod
+
+        return HoloEvolutionMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size, domain.length,
+                                   cfg.strategy.mutation_prob, cfg.strategy.recombine_prob,
+                                   cfg.strategy.survival_quantile, seed=cfg.seed)
     if method == "genetic":
         return GeneticMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size,
                              cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)

@@ -80,8 +80,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.with_oracle must be true, false or auto, got {cfg.eval.with_oracle!r}")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an int, got {cfg.seed!r}")
-    if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic"}:
-        raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo or genetic, got {cfg.strategy.method!r}")
+    if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic", "holo_ga"}:
+        raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo, genetic or holo_ga, "
+                          f"got {cfg.strategy.method!r}")
+    if cfg.strategy.method == "holo_ga":
+        for key in ("mutation_prob", "recombine_prob"):
+            _number(cfg, f"strategy.{key}", 0, strict=True, below=1, why="a probability per position")
+        _number(cfg, "strategy.survival_quantile", 0, strict=True, below=1, why="a share of each generation")
     if cfg.strategy.method == "online_ppo" and cfg.finetune.name != "policy_gradient":
         raise ConfigError(f"finetune: online_ppo feeds labels to PPO and needs finetune=policy_gradient, "
                           f"got {cfg.finetune.name}")
