@@ -39,7 +39,7 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
             "seiko_best_no_restarts": ("ucb", ["experiment=ehrlich_seiko_best", "edits.restarts=0"]),
             "seiko_best_no_support": ("ucb", ["experiment=ehrlich_seiko_best", "finetune.support_eps=0"])}
 METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ucb_sparse", "ts", "online_ppo",
-           "genetic", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
+           "genetic", "holo_ga", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
            "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]
