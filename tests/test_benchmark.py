@@ -1,0 +1,44 @@
+"""The feedback benchmark script reports what its tables claim: the share of labels bought for
+infeasible designs, per function, read from each run's own ledger."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from conftest import TINY
+from seiko.ledger import Ledger
+
+
+def _bench():
+    path = Path(__file__).resolve().parents[1] / "experiments" / "feedback_efficiency.py"
+    spec = importlib.util.spec_from_file_location("feedback_efficiency", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_carry_the_function_and_the_infeasible_share_of_the_labels(tmp_path):
+    bench = _bench()
+    spec = dict(function=0, motifs=1, method="greedy", seed=0, per_round=[16, 16], budgets=[16, 32],
+                dir=tmp_path / "m1" / "greedy" / "seed0")
+    tiny = [o for o in TINY if not o.startswith(("budget.per_round", "domain.num_motifs"))]
+    bench.run_spec(spec, tiny)
+    _, rows, best = bench.read_run(spec["dir"])
+    with Ledger(spec["dir"] / "ledger.sqlite") as ledger:
+        values = ledger.labelled_arrays()[1]
+    assert [r["budget"] for r in rows] == [16, 32] and all(r["function"] == 0 for r in rows)
+    for r in rows:
+        assert np.isclose(r["infeasible_labels"], np.mean(~np.isfinite(values[: r["budget"]])))
+    assert json.loads((spec["dir"] / "bench.json").read_text())["function"] == 0
+
+
+def test_other_functions_are_their_own_folders_and_domain_seeds():
+    bench = _bench()
+    args = type("Args", (), dict(functions=[0, 2], motifs=[4], seeds=[1], methods=["seiko_infill"],
+                                 budgets=[500, 1000], first_rounds=2, round_size=125, out="/tmp/x"))()
+    runs = bench.plan(args)
+    assert [str(r["dir"]) for r in runs] == ["/tmp/x/m4/seiko_infill/seed1", "/tmp/x/m4_f2/seiko_infill/seed1"]
+    overrides = bench.overrides_for(runs[1], [])
+    assert "domain.seed=2" in overrides and "experiment=ehrlich_seiko" in overrides
+    assert not any(o.startswith("domain.seed") for o in bench.overrides_for(runs[0], []))
