@@ -170,6 +170,34 @@ def write_markdown(rows: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_summary(rows: list[dict], path: Path) -> None:
+    """One line per function, motifs and method over the seeds that reached its largest budget: best
+    label at every budget (mean over those seeds), and at the largest budget the seeds at 1.0, the
+    infeasible share of the labels bought, and the fresh samples' mean reward and feasibility."""
+    keys = sorted({(r["function"], r["motifs"], METHODS.index(r["method"]), r["method"]) for r in rows})
+    budgets = sorted({r["budget"] for r in rows})
+    lines = ["| function | motifs | method | seeds | " + " | ".join(f"best @{b}" for b in budgets) +
+             " | found 1.0 | infeasible labels | sample reward | feasible samples (lowest seed) |",
+             "|---|---|---|---|" + "---|" * len(budgets) + "---|---|---|---|"]
+    for function, motifs, _, method in keys:
+        g = [r for r in rows if (r["function"], r["motifs"], r["method"]) == (function, motifs, method)]
+        last = max(r["budget"] for r in g)
+        done = {r["seed"] for r in g if r["budget"] == last}  # seeds still running stay out of the line
+        g = [r for r in g if r["seed"] in done]
+        best = []
+        for b in budgets:
+            v = np.array([r["best"] for r in g if r["budget"] == b], dtype=float)
+            best.append(f"{np.nanmean(v):.3f}" if np.isfinite(v).any() else "–")
+        end = [r for r in g if r["budget"] == last]
+        found = sum(r["best"] >= 1.0 - 1e-9 for r in end if np.isfinite(r["best"]))
+        feas = np.array([r["feasibility"] for r in end], dtype=float)
+        lines.append(f"| {function} | {motifs} | {method} | {len(end)} | " + " | ".join(best) +
+                     f" | {found}/{len(end)} | {np.mean([r['infeasible_labels'] for r in end]):.3f} | "
+                     f"{np.nanmean([r['eval_reward_mean'] for r in end]):.3f} | "
+                     f"{np.nanmean(feas):.3f} ({np.nanmin(feas):.3f}) |")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def plot(curves: dict, path: Path) -> None:
     """Best-so-far vs queries, mean over seeds (seeds that got that far); no feasible label yet = 0."""
     import matplotlib
@@ -216,9 +244,10 @@ def aggregate(out: Path, results: Path) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     write_markdown(rows, results / "results.md")
+    write_summary(rows, results / "summary.md")
     if curves:
         plot(curves, results / "best_so_far.png")
-    say(f"{len(rows)} rows from {out} -> {results}/results.csv, results.md, best_so_far.png")
+    say(f"{len(rows)} rows from {out} -> {results}/results.csv, results.md, summary.md, best_so_far.png")
     return rows
 
 
