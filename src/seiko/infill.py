@@ -24,8 +24,6 @@ from torch import Tensor, nn
 
 from seiko.edits import scores
 
-MOVES = ("enumerate", "infill")
-
 
 def remask(num: int, length: int, masked: int, span: float, generator: torch.Generator | None = None) -> Tensor:
     """Bool [num, length]: ``num`` random re-maskings of 1..``masked`` positions each."""
