@@ -51,7 +51,8 @@ def validate(cfg: DictConfig) -> None:
     for share in ("edits.fraction", "edits.restarts"):
         _number(cfg, share, 0, at_most=1, why="a share of each round's proposals")
     _number(cfg, "edits.eps", 0, strict=True, below=1, why="a probability floor")
-    for key, what in (("steps", "edits in turn per proposal"), ("per_restart", "new edits of each restarted design")):
+    for key, what in (("steps", "edits in turn per proposal"), ("per_restart", "new edits of each restarted design"),
+                      ("candidates", "fills drawn per design"), ("masked", "most positions re-masked per fill")):
         value = cfg.get("edits", {}).get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"edits.{key} must be an int >= 1 ({what}), got {value!r}")
@@ -64,10 +65,6 @@ def validate(cfg: DictConfig) -> None:
     if moves not in ("enumerate", "infill"):
         raise ConfigError(f"edits.moves must be enumerate (rank every token move) or infill (the policy fills "
                           f"re-masked positions), got {moves!r}")
-    for key, what in (("candidates", "fills drawn per design"), ("masked", "most positions re-masked per fill")):
-        value = cfg.get("edits", {}).get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"edits.{key} must be an int >= 1 ({what}), got {value!r}")
     _number(cfg, "edits.span", 0, at_most=1, why="a share of the re-maskings")
     _number(cfg, "reward.log_floor", 0, strict=True)
     _number(cfg, "reward.max_epochs", 1)

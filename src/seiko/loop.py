@@ -26,6 +26,12 @@ from seiko.progress import RoundDisplay
 log = logging.getLogger(__name__)
 
 
+def best_label(values: np.ndarray) -> float:
+    """The best finite label bought (NaN while there is none)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else float("nan")
+
+
 class FeedbackLoop:
     def __init__(self, *, domain, oracle: Callable, method: Method, ledger: Ledger, budget: list[int],
                  out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
@@ -68,9 +74,8 @@ class FeedbackLoop:
         if not self.rank_zero:
             return self._follow_round(round)
         values = self._labels()[1]
-        finite = values[np.isfinite(values)]
         self.display.start(round, len(self.schedule), queries=len(values), budget=sum(self.schedule),
-                           best=float(finite.max()) if finite.size else float("nan"))
+                           best=best_label(values))
         try:
             return self._lead_round(round)
         finally:
@@ -101,8 +106,7 @@ class FeedbackLoop:
         self.ledger.set_round_stage(round, "labelled")
         # fit the reward model on all labels so far, then fine-tune (both inside method.update)
         designs, values, rounds = self._labels()
-        finite = values[np.isfinite(values)]
-        self.display.update(queries=len(values), best=float(finite.max()) if finite.size else float("nan"))
+        self.display.update(queries=len(values), best=best_label(values))
         update_metrics = self.method.update(round, self.domain.encode(designs), values, rounds == round)
         self.method.save(round, self.checkpoints)
         if self.eval_samples > 0:
@@ -129,7 +133,7 @@ class FeedbackLoop:
         finite = np.isfinite(values)
         this = rounds == round
         metrics = {"round": round, "queries": int(len(values)),
-                   "best_so_far": float(values[finite].max()) if finite.any() else float("nan"),
+                   "best_so_far": best_label(values),
                    "round_feasibility": float(finite[this].mean()) if this.any() else float("nan")}
         if self.eval_samples > 0:
             tokens = self.method.sample(self.eval_samples, self.generator(round, 1))
