@@ -32,12 +32,14 @@ class FeasibilityCheck:
 
     def __call__(self, policy: DiffusionPolicy, step: int) -> float:
         gen = torch.Generator().manual_seed(step)
-        feasibility = self.domain.is_feasible(policy.sample(self.num, gen).cpu()).float().mean().item()
+        samples = policy.sample(self.num, gen).cpu()
+        feasibility = self.domain.is_feasible(samples).float().mean().item()
         if feasibility > self.best:
             self.best = feasibility
             spec = dict(self.spec, pretrain={"feasibility": feasibility, "steps": step, "num_eval": self.num})
             save_policy(self.out, policy.denoiser, spec)
-        print(json.dumps({"step": step, "feasibility": feasibility, "best": self.best}), flush=True)
+        metrics = {k: round(v, 4) for k, v in self.domain.metrics(samples).items()}
+        print(json.dumps({"step": step, "feasibility": feasibility, "best": self.best, **metrics}), flush=True)
         return feasibility
 
 

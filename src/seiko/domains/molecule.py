@@ -1,0 +1,178 @@
+"""Small molecules as SELFIES tokens (Krenn et al. 2020): every token string decodes to a molecule.
+
+Designs travel through the ledger as canonical SMILES, whatever the model's tokens, so any
+chemist's tool reads the ledger. Token 0 is ``[nop]``, SELFIES' no-op symbol: designs shorter
+than ``length`` are padded with it, and a ``[nop]`` anywhere decodes to nothing, so the model may
+place its padding where it likes. Feasible = a non-empty molecule that passes the MOSES
+medicinal-chemistry filters (``seiko.chem.filters``): the manifold the KL terms keep the model on.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seiko.domains.base import Domain
+
+NOP = "[nop]"
+# The 25 SELFIES symbols of the MOSES training set, most frequent first (every MOSES molecule is
+# at most 49 of them).
+MOSES_SYMBOLS = ("[C]", "[=C]", "[Ring1]", "[Branch1]", "[N]", "[=Branch1]", "[=O]", "[O]", "[=N]", "[Branch2]",
+                 "[Ring2]", "[S]", "[#Branch1]", "[F]", "[=Branch2]", "[#Branch2]", "[#C]", "[=Ring1]", "[P]",
+                 "[Cl]", "[NH1]", "[#N]", "[Br]", "[=Ring2]", "[=S]")
+FEATURES = ("onehot", "fingerprint")
+
+
+def _selfies():
+    import selfies
+
+    return selfies
+
+
+class MoleculeDomain(Domain):
+    """``data``: moses, zinc250k or a SMILES file (``seiko.chem.data``); ``features``: what the
+    reward model reads, ``onehot`` (differentiable in the tokens, for the backprop fine-tuner) or
+    ``fingerprint`` (Morgan count fingerprints of the decoded molecule: the usual chemistry
+    features, not differentiable, for the policy-gradient fine-tuner)."""
+
+    name = "molecule"
+
+    def __init__(self, data: str = "moses", length: int = 64, vocabulary: Sequence[str] | None = None,
+                 features: str = "onehot", fingerprint_bits: int = 2048, fingerprint_radius: int = 2):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+            raise ValueError(f"domain.length must be an int >= 2, got {length!r}")
+        if features not in FEATURES:
+            raise ValueError(f"domain.features must be one of {', '.join(FEATURES)}, got {features!r}")
+        symbols = tuple(vocabulary) if vocabulary is not None else MOSES_SYMBOLS
+        if NOP in symbols or len(set(symbols)) != len(symbols) or not symbols:
+            raise ValueError(f"domain.vocabulary must be distinct SELFIES symbols without {NOP}, got {list(symbols)}")
+        self.data, self.length, self.features_kind = data, length, features
+        self.symbols = (NOP,) + symbols
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.vocab_size = len(self.symbols)
+        self.fingerprint_bits, self.fingerprint_radius = fingerprint_bits, fingerprint_radius
+        self.differentiable_features = features == "onehot"
+        self.skipped = 0  # pretraining molecules that do not fit the vocabulary or the length
+
+    # ------------------------------------------------------------------ representation
+    def write(self, smiles: str) -> list[int] | None:
+        """The token ids of a molecule's SELFIES, or None if it needs a symbol outside the
+        vocabulary, more than ``length`` tokens, or does not parse."""
+        sf = _selfies()
+        try:
+            symbols = list(sf.split_selfies(sf.encoder(smiles))) if smiles else []
+        except Exception:  # noqa: BLE001 - selfies raises EncoderError and others for bad SMILES
+            return None
+        if len(symbols) > self.length or any(s not in self.index for s in symbols):
+            return None
+        return [self.index[s] for s in symbols] + [0] * (self.length - len(symbols))
+
+    def encode(self, designs):
+        """Tokens of SMILES designs. A molecule the model cannot write (an atom outside its
+        vocabulary, or longer than ``length`` tokens) becomes the empty molecule: such designs
+        come only from decoding infeasible samples, and the reward model is fitted to them as
+        infeasible whatever their tokens. ``write`` tells which those are."""
+        rows = [self.write(d) or [0] * self.length for d in designs]
+        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), self.length)
+
+    def selfies(self, tokens: Tensor) -> list[str]:
+        return ["".join(self.symbols[i] for i in row if i) for row in tokens.tolist()]
+
+    def decode(self, tokens):
+        """Canonical SMILES ("" for the empty molecule)."""
+        from seiko.chem.filters import to_mol
+        from rdkit import Chem
+
+        out = []
+        for s in self.selfies(tokens):
+            mol = to_mol(_selfies().decoder(s) or "")
+            out.append(Chem.MolToSmiles(mol) if mol is not None else "")
+        return out
+
+    # ------------------------------------------------------------------ data and feasibility
+    @cached_property
+    def dataset(self) -> tuple[str, ...]:
+        from seiko.chem.data import load_smiles
+
+        return load_smiles(self.data)
+
+    def pretraining_data(self, num, generator=None):
+        """``num`` random molecules of the data set (with replacement), as tokens; molecules the
+        model cannot write are drawn again and counted in ``skipped``."""
+        rows, tries = [], 0
+        while len(rows) < num:
+            tries += 1
+            if tries > 20 * num + 100:
+                raise ValueError(f"domain.data: almost no molecule of {self.data!r} fits the vocabulary and "
+                                 f"domain.length={self.length} ({self.skipped} skipped)")
+            i = int(torch.randint(len(self.dataset), (1,), generator=generator))
+            row = self.write(self.dataset[i])
+            if row is None:
+                self.skipped += 1
+            else:
+                rows.append(row)
+        return torch.tensor(rows, dtype=torch.long)
+
+    def is_feasible(self, tokens):
+        from seiko.chem.filters import passes_filters
+
+        return torch.tensor([passes_filters(s) for s in self.decode(tokens)], dtype=torch.bool)
+
+    def default_oracle(self):
+        from seiko.chem.pmo import PMOOracle
+
+        return PMOOracle("qed")
+
+    # ------------------------------------------------------------------ reward-model inputs, metrics
+    def features(self, onehot: Tensor) -> Tensor:
+        if self.features_kind == "onehot":
+            return onehot.flatten(1)
+        return self.fingerprints(self.decode(onehot.argmax(-1)))
+
+    def fingerprints(self, smiles: Sequence[str]) -> Tensor:
+        """Morgan count fingerprints [B, bits] (zeros for the empty molecule)."""
+        from rdkit.Chem import rdFingerprintGenerator
+
+        from seiko.chem.filters import to_mol
+
+        gen = rdFingerprintGenerator.GetMorganGenerator(radius=self.fingerprint_radius, fpSize=self.fingerprint_bits)
+        out = np.zeros((len(smiles), self.fingerprint_bits), dtype=np.float32)
+        for row, s in enumerate(smiles):
+            mol = to_mol(s)
+            if mol is not None:
+                out[row] = gen.GetCountFingerprintAsNumPy(mol)
+        return torch.from_numpy(out)
+
+    @cached_property
+    def reference(self) -> frozenset[str]:
+        """The data set as canonical SMILES, for novelty (MOSES's are canonical already)."""
+        if self.data == "moses":
+            return frozenset(self.dataset)
+        from seiko.chem.metrics import canonical
+
+        return frozenset(c for c in map(canonical, self.dataset) if c)
+
+    def failures(self, smiles: Sequence[str]) -> dict[str, float]:
+        """Share of molecules failing each kind of filter (``seiko.chem.filters.failed_filter``):
+        empty, ring>=8, charge, atom, mcf, pains; what to look at when feasibility is low."""
+        from seiko.chem.filters import failed_filter
+
+        kinds = {"invalid": "empty", "ring>=8": "ring", "charge": "charge"}
+        counts = dict.fromkeys(("empty", "ring", "charge", "atom", "mcf", "pains"), 0)
+        for s in smiles:
+            failed = failed_filter(s)
+            if failed is not None:
+                kind = kinds.get(failed, "atom" if failed.startswith("atom:") else
+                                 "mcf" if failed.startswith("MCF") else "pains")
+                counts[kind] += 1
+        return {f"failed_{k}": v / max(len(smiles), 1) for k, v in counts.items()}
+
+    def metrics(self, tokens):
+        from seiko.chem.filters import passes_filters
+        from seiko.chem.metrics import molecule_metrics
+
+        smiles = self.decode(tokens)
+        return {**molecule_metrics(smiles, self.reference, passes_filters), **self.failures(smiles)}
