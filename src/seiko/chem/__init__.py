@@ -1,0 +1,1 @@
+"""Chemistry for seiko: molecule oracles (PMO tasks), scoring blocks and molecule utilities."""
