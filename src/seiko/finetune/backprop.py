@@ -17,6 +17,8 @@ from seiko.finetune.base import Finetuner
 
 
 class BackpropFinetuner(Finetuner):
+    differentiates_reward = True  # its reward model must read features differentiable in the tokens
+
     def __init__(self, *args, objective: Callable[[Tensor], Tensor], features: Callable[[Tensor], Tensor],
                  truncation: int | str = "random", tau: float = 1.0, gradient_checkpointing: bool = True,
                  **kwargs):

@@ -42,6 +42,11 @@ class _ExactGP(gpytorch.models.ExactGP):
         if kernel == "linear":  # Bayesian linear regression on the inputs; its variance is the scale
             self.covar_module = gpytorch.kernels.LinearKernel()
             return
+        if kernel == "tanimoto":  # count fingerprints of molecules (seiko.reward.tanimoto)
+            from seiko.reward.tanimoto import TanimotoKernel
+
+            self.covar_module = gpytorch.kernels.ScaleKernel(TanimotoKernel())
+            return
         base = (gpytorch.kernels.RBFKernel(ard_num_dims=dims) if kernel == "rbf"
                 else gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=dims))
         self.covar_module = gpytorch.kernels.ScaleKernel(base)
@@ -55,8 +60,9 @@ class GPRewardModel(RewardModel):
                  noise_lower_bound: float = 1e-4, max_exact: int = 4000,
                  num_fourier_features: int = 2048, seed: int = 0, features: nn.Module | None = None) -> None:
         super().__init__()
-        if kernel not in ("rbf", "matern", "linear") or nu not in (0.5, 1.5, 2.5):
-            raise ValueError(f"kernel must be 'rbf', 'matern' (nu in 0.5, 1.5, 2.5) or 'linear'; got {kernel!r}, {nu}")
+        if kernel not in ("rbf", "matern", "linear", "tanimoto") or nu not in (0.5, 1.5, 2.5):
+            raise ValueError(f"reward.model.kernel must be 'rbf', 'matern' (nu in 0.5, 1.5, 2.5), 'linear' or "
+                             f"'tanimoto'; got {kernel!r}, {nu}")
         self.save_hyperparameters(ignore=["features"])
         self.features = features
         self.gp: _ExactGP | None = None
@@ -84,6 +90,8 @@ class GPRewardModel(RewardModel):
         sub = self.f_fit[: 1000]
         if hp.kernel == "linear":  # start at prior variance ~1 for a typical design (labels are standardised)
             self.gp.covar_module.variance = 1.0 / sub.pow(2).sum(1).median().clamp_min(1e-6).item()
+        elif hp.kernel == "tanimoto":  # no lengthscale; similarities are already in [0, 1]
+            pass
         else:  # median heuristic: one-hot designs are ~sqrt(2 * Hamming) apart, far from 1.0
             dist = torch.cdist(sub, sub)
             med = dist[dist > 0].median() if (dist > 0).any() else torch.tensor(1.0)
@@ -164,6 +172,10 @@ class GPRewardModel(RewardModel):
         def noise() -> Tensor:  # the observation noise of the pathwise update
             return (torch.randn(N, generator=g, device=gd) * self.gp.likelihood.noise.to(gd).sqrt()).to(dev)
 
+        if hp.kernel == "tanimoto":
+            raise NotImplementedError("reward.model.kernel=tanimoto has no pathwise posterior draw (no Fourier "
+                                      "features); Thompson sampling needs strategy=ts with reward=gp or "
+                                      "reward=ensemble; use strategy=ucb or bootstrap with the Tanimoto GP")
         with torch.no_grad():
             if hp.kernel == "linear":
                 w = (torch.randn(D, generator=g, device=gd) * self.gp.covar_module.variance.to(gd).sqrt()).to(dev)
