@@ -28,7 +28,10 @@ import numpy as np
 TASKS = ["osimertinib_mpo", "zaleplon_mpo", "median1", "deco_hop", "isomers_c9h10n2o2pf2cl"]
 # a method: (strategy, extra overrides)
 METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []), "greedy": ("greedy", []),
-           "ucb": ("ucb", []), "bootstrap": ("bootstrap", []), "ts": ("ts", []), "online_ppo": ("online_ppo", []),
+           "ucb": ("ucb", []),
+           # the chemist's reward model: a Tanimoto GP on fingerprints, which only PPO can fine-tune on
+           "ucb_tanimoto": ("ucb", ["domain.features=fingerprint", "reward=gp_tanimoto", "finetune=policy_gradient"]),
+           "bootstrap": ("bootstrap", []), "ts": ("ts", []), "online_ppo": ("online_ppo", []),
            "mol_ga": ("mol_ga", []), "mol_ga_pmo": ("mol_ga", ["budget.query_infeasible=true"])}
 SCREEN = "budget.query_infeasible=false"
 START = time.time()

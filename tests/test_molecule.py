@@ -156,3 +156,33 @@ def test_pretrain_on_your_own_smiles_file(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 3 and 0.0 <= report["feasibility"] <= 1.0 and out.stat().st_size > 10_000
+
+
+def test_a_lab_assays_molecules_through_csv_then_the_run_resumes(tmp_path):
+    import csv
+
+    from seiko.chem.pmo import PMOOracle
+    from seiko.oracles import AwaitingLabels
+
+    lab = [o for o in MOL_TINY if o != "oracle=qed"] + ["oracle._target_=seiko.oracles.LabOracle"]
+    with pytest.raises(AwaitingLabels):
+        run(compose(lab + ["run_name=lab"]), tmp_path)
+    exported = tmp_path / "pending_round_0.csv"
+    rows = list(csv.DictReader(open(exported)))
+    from rdkit import Chem
+
+    assert len(rows) == 8 and all(Chem.MolToSmiles(Chem.MolFromSmiles(r["design"])) == r["design"] for r in rows)
+    qed = PMOOracle("qed")([r["design"] for r in rows])
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "value"])
+        w.writerows([r["id"], v] for r, v in zip(rows, qed))
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.import_labels_csv(labels) == 8
+    with pytest.raises(AwaitingLabels):  # round 1 goes to the lab in turn
+        run(compose(lab + ["resume=true"]), tmp_path)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = ledger.queries(round=0)
+        assert [q.design for q in first] == [r["design"] for r in rows]  # canonical SMILES, as the lab saw them
+        assert len(ledger.pending(1)) == 8 and ledger.completed_rounds() == [0]
