@@ -186,3 +186,16 @@ def test_a_lab_assays_molecules_through_csv_then_the_run_resumes(tmp_path):
         first = ledger.queries(round=0)
         assert [q.design for q in first] == [r["design"] for r in rows]  # canonical SMILES, as the lab saw them
         assert len(ledger.pending(1)) == 8 and ledger.completed_rounds() == [0]
+
+
+def test_smiles_tokens_round_trip_and_unparsable_strings_are_the_empty_design():
+    smiles = MoleculeDomain(representation="smiles")
+    assert smiles.vocab_size == 25
+    data = list(load_smiles("moses")[:30])
+    tokens = smiles.encode(data)
+    assert smiles.decode(tokens) == data and smiles.is_feasible(tokens).all()
+    broken = smiles.encode(["C1CC"])  # an unclosed ring writes fine but does not parse
+    assert int(broken.count_nonzero()) == 4 and smiles.decode(broken) == [""]
+    assert not smiles.is_feasible(broken).any()
+    with pytest.raises(ValueError, match="domain.representation"):
+        MoleculeDomain(representation="inchi")

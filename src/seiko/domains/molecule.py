@@ -1,8 +1,8 @@
-"""Small molecules as SELFIES tokens (Krenn et al. 2020): every token string decodes to a molecule.
+"""Small molecules as tokens: SELFIES symbols or SMILES tokens (``seiko.chem.tokens``).
 
 Designs travel through the ledger as canonical SMILES, whatever the model's tokens, so any
-chemist's tool reads the ledger. Token 0 is ``[nop]``, SELFIES' no-op symbol: designs shorter
-than ``length`` are padded with it, and a ``[nop]`` anywhere decodes to nothing, so the model may
+chemist's tool reads the ledger. Token 0 is padding (SELFIES' no-op ``[nop]``): designs shorter
+than ``length`` are padded with it, and a pad anywhere decodes to nothing, so the model may
 place its padding where it likes. Feasible = a non-empty molecule that passes the MOSES
 medicinal-chemistry filters (``seiko.chem.filters``): the manifold the KL terms keep the model on.
 """
@@ -18,18 +18,7 @@ from torch import Tensor
 from seiko.domains.base import Domain
 
 NOP = "[nop]"
-# The 25 SELFIES symbols of the MOSES training set, most frequent first (every MOSES molecule is
-# at most 49 of them).
-MOSES_SYMBOLS = ("[C]", "[=C]", "[Ring1]", "[Branch1]", "[N]", "[=Branch1]", "[=O]", "[O]", "[=N]", "[Branch2]",
-                 "[Ring2]", "[S]", "[#Branch1]", "[F]", "[=Branch2]", "[#Branch2]", "[#C]", "[=Ring1]", "[P]",
-                 "[Cl]", "[NH1]", "[#N]", "[Br]", "[=Ring2]", "[=S]")
 FEATURES = ("onehot", "fingerprint")
-
-
-def _selfies():
-    import selfies
-
-    return selfies
 
 
 class MoleculeDomain(Domain):
@@ -39,16 +28,22 @@ class MoleculeDomain(Domain):
     features, not differentiable, for the policy-gradient fine-tuner)."""
 
     name = "molecule"
-    checkpoint_keys = ("data", "length", "vocabulary")
+    checkpoint_keys = ("data", "length", "vocabulary", "representation")
     smiles = True
 
     def __init__(self, data: str = "moses", length: int = 56, vocabulary: Sequence[str] | None = None,
-                 features: str = "onehot", fingerprint_bits: int = 2048, fingerprint_radius: int = 2):
+                 features: str = "onehot", fingerprint_bits: int = 2048, fingerprint_radius: int = 2,
+                 representation: str = "selfies"):
+        from seiko.chem.tokens import CODECS
+
+        if representation not in CODECS:
+            raise ValueError(f"domain.representation must be one of {', '.join(CODECS)}, got {representation!r}")
+        self.codec = CODECS[representation]
         if isinstance(length, bool) or not isinstance(length, int) or length < 2:
             raise ValueError(f"domain.length must be an int >= 2, got {length!r}")
         if features not in FEATURES:
             raise ValueError(f"domain.features must be one of {', '.join(FEATURES)}, got {features!r}")
-        symbols = tuple(vocabulary) if vocabulary is not None else MOSES_SYMBOLS
+        symbols = tuple(vocabulary) if vocabulary is not None else self.codec.default_symbols
         if NOP in symbols or len(set(symbols)) != len(symbols) or not symbols:
             raise ValueError(f"domain.vocabulary must be distinct SELFIES symbols without {NOP}, got {list(symbols)}")
         self.data, self.length, self.features_kind = data, length, features
@@ -61,14 +56,10 @@ class MoleculeDomain(Domain):
 
     # ------------------------------------------------------------------ representation
     def write(self, smiles: str) -> list[int] | None:
-        """The token ids of a molecule's SELFIES, or None if it needs a symbol outside the
+        """The token ids of a (canonical) SMILES, or None if it needs a symbol outside the
         vocabulary, more than ``length`` tokens, or does not parse."""
-        sf = _selfies()
-        try:
-            symbols = list(sf.split_selfies(sf.encoder(smiles))) if smiles else []
-        except Exception:  # noqa: BLE001 - selfies raises EncoderError and others for bad SMILES
-            return None
-        if len(symbols) > self.length or any(s not in self.index for s in symbols):
+        symbols = self.codec.split(smiles)
+        if symbols is None or len(symbols) > self.length or any(s not in self.index for s in symbols):
             return None
         return [self.index[s] for s in symbols] + [0] * (self.length - len(symbols))
 
@@ -80,17 +71,19 @@ class MoleculeDomain(Domain):
         rows = [self.write(d) or [0] * self.length for d in designs]
         return torch.tensor(rows, dtype=torch.long).reshape(len(rows), self.length)
 
-    def selfies(self, tokens: Tensor) -> list[str]:
-        return ["".join(self.symbols[i] for i in row if i) for row in tokens.tolist()]
+    def raw(self, tokens: Tensor) -> list[str]:
+        """The molecules as the model wrote them (SMILES, before parsing and canonicalising)."""
+        return [self.codec.join([self.symbols[i] for i in row if i]) for row in tokens.tolist()]
 
     def decode(self, tokens):
-        """Canonical SMILES ("" for the empty molecule)."""
-        from seiko.chem.filters import to_mol
+        """Canonical SMILES ("" for the empty molecule, or a SMILES string that does not parse)."""
         from rdkit import Chem
 
+        from seiko.chem.filters import to_mol
+
         out = []
-        for s in self.selfies(tokens):
-            mol = to_mol(_selfies().decoder(s) or "")
+        for s in self.raw(tokens):
+            mol = to_mol(s)
             out.append(Chem.MolToSmiles(mol) if mol is not None else "")
         return out
 
