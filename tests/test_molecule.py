@@ -85,6 +85,9 @@ def test_bad_molecule_settings_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="finetune: backprop"):
         run(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "ledger.sqlite").exists()  # nothing bought
+    with pytest.raises(ConfigError, match="strategy=ts"):
+        run(compose(MOL_TINY + ["domain.features=fingerprint", "reward=gp_tanimoto", "finetune=policy_gradient",
+                                "strategy=ts"]), tmp_path / "ts")
     with pytest.raises(ConfigError, match="strategy=mol_ga"):
         run(compose(["strategy=mol_ga"]), tmp_path / "protein")
 

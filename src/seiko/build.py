@@ -122,6 +122,9 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
     if edits["edit_moves"] is not None and edits["edit_moves"].masked > getattr(domain, "length", 0):
         raise ConfigError(f"edits.masked ({edits['edit_moves'].masked}) is longer than the designs ({domain.length})")
     acquisition = instantiate(cfg.strategy.acquisition)
+    if getattr(acquisition, "needs_draws", False) and cfg.reward.model.get("kernel") == "tanimoto":
+        raise ConfigError("strategy=ts draws posterior functions from Fourier features, which the Tanimoto kernel "
+                          "(reward=gp_tanimoto) has not; use strategy=ucb or bootstrap with it")
     fit_reward = lambda model, round: _fit(cfg, out_dir, "reward", model, round,  # noqa: E731
                                            max_epochs=cfg.reward.max_epochs)
     return SeikoMethod(denoiser, family, spec, domain=domain, reward_factory=partial(instantiate, cfg.reward.model),

@@ -122,6 +122,7 @@ class ThompsonSampling(Strategy):
     The draw's own spread is the exploration, so ``bonus`` is unused."""
 
     name = "thompson"
+    needs_draws = True  # the reward model must draw posterior functions (not the Tanimoto GP)
 
     def objective(self, model: RewardModel, generator: torch.Generator) -> Objective:
         return model.sample_function(generator)
