@@ -178,12 +178,11 @@ class FeedbackLoop:
                    "top10_auc": top_k_auc(labels, budget=sum(self.schedule)) if len(labels) else float("nan"),
                    "round_feasibility": float(finite[this].mean()) if this.any() else float("nan")}
         if self.eval_samples > 0:
-            tokens = self.method.sample(self.eval_samples, self.generator(round, 1))
-            fresh = self.domain.decode(tokens)
-            metrics["feasibility"] = float(self.domain.is_feasible(tokens).float().mean())
-            metrics["diversity"] = mean_pairwise_hamming(tokens)
+            fresh = self.method.sample_designs(self.eval_samples, self.generator(round, 1), self.domain)
+            metrics["feasibility"] = float(self.domain.feasible_designs(fresh).float().mean())
+            metrics["diversity"] = mean_pairwise_hamming(self.domain.encode(fresh))
             metrics["novelty"] = novelty(fresh, designs)
-            metrics.update(self.domain.metrics(tokens))
+            metrics.update(self.domain.metrics(fresh))
             if self.eval_with_oracle and not getattr(self.oracle, "external", False):  # evaluation labels are not bought: never in the ledger
                 stats = reward_stats(call_oracle(self.oracle, fresh).values)
                 metrics.update({f"eval_{k}": v for k, v in stats.items()})

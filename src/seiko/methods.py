@@ -50,6 +50,10 @@ class Method(ABC):
         """Fresh designs from the current model, for evaluation."""
         return self.propose(-1, num, generator)
 
+    def sample_designs(self, num: int, generator: torch.Generator, domain) -> list[str]:
+        """``sample`` as text; a method that writes designs directly overrides this too."""
+        return domain.decode(self.sample(num, generator))
+
     def save(self, round: int, directory: Path) -> Path | None:
         return None
 

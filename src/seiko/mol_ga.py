@@ -52,3 +52,8 @@ class MolGAMethod(Method):
 
     def propose(self, round, num, generator):
         return self.domain.encode(self.designs(round, num, generator, self.domain))
+
+    def sample_designs(self, num, generator, domain):
+        """Evaluation: the next generation's offspring, as written (ZINC's stereocentres and
+        charges are outside the diffusion model's vocabulary, so their tokens would lose them)."""
+        return self.designs(1, num, generator, domain)

@@ -38,7 +38,7 @@ class FeasibilityCheck:
             self.best = feasibility
             spec = dict(self.spec, pretrain={"feasibility": feasibility, "steps": step, "num_eval": self.num})
             save_policy(self.out, policy.denoiser, spec)
-        metrics = {k: round(v, 4) for k, v in self.domain.metrics(samples).items()}
+        metrics = {k: round(v, 4) for k, v in self.domain.metrics(self.domain.decode(samples)).items()}
         print(json.dumps({"step": step, "feasibility": feasibility, "best": self.best, **metrics}), flush=True)
         return feasibility
 

@@ -62,6 +62,7 @@ class Domain(ABC):
         """Reward-model input from (soft) one-hots [B, L, V]; differentiable, flat by default."""
         return onehot.flatten(1)
 
-    def metrics(self, tokens: Tensor) -> dict[str, float]:
-        """Domain-specific metrics of a batch of samples (besides reward and feasibility)."""
+    def metrics(self, designs: Sequence[str]) -> dict[str, float]:
+        """Domain-specific metrics of a batch of sampled designs as text (besides reward and
+        feasibility): text, so that a method that writes designs directly is measured as it wrote them."""
         return {}

