@@ -32,7 +32,8 @@ def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
     if cfg.domain.pretrained:
         if not Path(cfg.domain.pretrained).is_file():
             raise ConfigError(f"domain.pretrained: no checkpoint at {cfg.domain.pretrained}; rebuild it with "
-                              f"`make pretrain` (`make pretrain-molecule` for molecules) or set domain.pretrained=null to pretrain briefly in the run")
+                              f"`make pretrain` (`make pretrain-molecule` for molecules) or set domain.pretrained=null "
+                              f"to pretrain briefly in the run")
         denoiser, family, spec = load_policy(cfg.domain.pretrained)
         problem, run = spec.get("problem", {}), OmegaConf.to_container(cfg.domain.problem, resolve=True)
         wrong = [k for k in domain.checkpoint_keys if k in problem and problem[k] != run.get(k)]
