@@ -94,11 +94,12 @@ def mean_std(xs) -> str:
     return f"{np.mean(xs):.3f}" + (f" ± {np.std(xs):.3f}" if len(xs) > 1 else "")
 
 
-def aggregate(out: Path, budget: int) -> None:
+def aggregate(out: Path, results: Path, budget: int) -> None:
     rows = [read(p.parent, budget) for p in sorted(out.glob("*/*/seed*/summary.json")) if (p.parent / "bench.json").is_file()]
     if not rows:
         return
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "results.json").write_text(json.dumps(rows, indent=1))
     lines = [f"Top-10 AUC at {budget} calls (mean ± std over seeds); 'feasible': filter-failing molecules as 0.", "",
              "| task | method | seeds | AUC | AUC feasible | top-1 | top-10 | infeasible labels | final samples feasible | s / run |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -109,7 +110,7 @@ def aggregate(out: Path, budget: int) -> None:
                 lines.append(f"| {task} | {method} | {len(group)} | " + " | ".join(
                     mean_std([r[k] for r in group]) for k in ("auc", "auc_feasible", "top1", "top10",
                                                                "infeasible_labels", "sample_feasibility", "seconds")) + " |")
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (results / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=1000)
     p.add_argument("--round-size", type=int, default=200, help="SEIKO's rounds (the first two: half)")
-    p.add_argument("--out", default="experiments/runs/pmo")
+    p.add_argument("--out", default="experiments/runs/pmo", help="run directories (git-ignored)")
+    p.add_argument("--results", default="experiments/results/pmo", help="summary.md and results.json (committed)")
     p.add_argument("--override", action="append", default=[], metavar="K=V", help="Hydra override (repeatable)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--aggregate-only", action="store_true")
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
                     except Exception:  # one broken run must not stop the rest; listed at the end
                         traceback.print_exc()
                         failed.append(f"{task} {method} seed{seed}")
-    aggregate(out, args.budget)
+    aggregate(out, Path(args.results), args.budget)
     if failed:
         say("failed: " + "; ".join(failed))
     return 1 if failed else 0
