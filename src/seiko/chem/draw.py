@@ -19,20 +19,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import Draw
 
+from seiko.chem.filters import to_mol as _parse
+
 __all__ = ["grid_image", "save_grid"]
-
-
-def _parse(smiles: object) -> Chem.Mol | None:
-    if not isinstance(smiles, str) or not smiles:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 MAX_RING = 7  # rings of 8 or more atoms fail
@@ -44,13 +44,13 @@ def patterns() -> tuple[tuple[str, Chem.Mol], ...]:
     return compiled
 
 
-def to_mol(smiles: str) -> Chem.Mol | None:
-    """RDKit molecule, or None for an unparsable string or an empty molecule (quietly)."""
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mol = Chem.MolFromSmiles(smiles) if smiles else None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+def to_mol(smiles: object) -> Chem.Mol | None:
+    """RDKit molecule, or None for a non-string, an unparsable string or an empty molecule
+    (quietly: invalid strings are expected from a generative model, and counted)."""
+    if not isinstance(smiles, str) or not smiles:
+        return None
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
     return mol if mol is not None and mol.GetNumAtoms() > 0 else None
 
 

@@ -23,9 +23,10 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from rdkit import Chem, DataStructs, rdBase
+from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
+from seiko.chem.filters import to_mol as _parse
 from seiko.metrics import top_k_auc, top_k_mean  # noqa: F401 - PMO's label metrics, domain-free
 
 __all__ = [
@@ -46,24 +47,6 @@ MORGAN_BITS = 1024
 #: Internal diversity is quadratic in the number of molecules; above this many
 #: valid molecules a seeded random subset of this size is used.
 INTDIV_MAX_MOLECULES = 2000
-
-
-def _parse(smiles: object) -> Chem.Mol | None:
-    """RDKit molecule for ``smiles``, or None if it is unusable.
-
-    Unusable means what MOSES' ``get_mol`` rejects (not a string, empty
-    string, RDKit cannot parse/sanitize it) plus molecules without atoms
-    (e.g. ``"."``), which carry no chemistry and would otherwise count as
-    valid.  RDKit's parse-error log lines are silenced: invalid strings are
-    expected from a generative model and are counted, not reported.
-    """
-    if not isinstance(smiles, str) or not smiles:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
 
 
 def canonical(smiles: str) -> str | None:
