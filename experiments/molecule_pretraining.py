@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from seiko.domains import MoleculeDomain
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=str(ASSET_DIR / "molecule_moses_l56.safetensors"))
+    p.add_argument("--checkpoint", default=str(ASSET_DIR / "molecule_moses_selfies_l56.safetensors"))
     p.add_argument("--num", type=int, default=10_000)
     p.add_argument("--out", default="experiments/results/molecule_pretraining.json")
     p.add_argument("--threads", type=int, default=1)
