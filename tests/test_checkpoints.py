@@ -9,7 +9,7 @@ from seiko.config import ConfigError
 from seiko.diffusion import sample
 from seiko.domains.protein import ProteinDomain
 
-MOLECULE_FEASIBILITY = 0.526  # the committed molecule checkpoint's filter pass rate (its own 500-sample evaluation)
+MOLECULE_FEASIBILITY = 0.507  # the committed molecule checkpoint's filter pass rate on 2,000 samples (molecule_pretraining.py)
 
 
 @pytest.mark.parametrize("chain", [0, 1, 2])
