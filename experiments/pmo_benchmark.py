@@ -96,6 +96,7 @@ def mean_std(xs) -> str:
 
 def aggregate(out: Path, results: Path, budget: int) -> None:
     rows = [read(p.parent, budget) for p in sorted(out.glob("*/*/seed*/summary.json")) if (p.parent / "bench.json").is_file()]
+    rows = [r for r in rows if r["queries"] >= budget]  # a run stopped before its budget has no AUC at it
     if not rows:
         return
     results.mkdir(parents=True, exist_ok=True)
