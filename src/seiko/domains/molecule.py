@@ -79,15 +79,9 @@ class MoleculeDomain(Domain):
 
     def decode(self, tokens):
         """Canonical SMILES ("" for the empty molecule, or a SMILES string that does not parse)."""
-        from rdkit import Chem
+        from seiko.chem.metrics import canonical
 
-        from seiko.chem.filters import to_mol
-
-        out = []
-        for s in self.raw(tokens):
-            mol = to_mol(s)
-            out.append(Chem.MolToSmiles(mol) if mol is not None else "")
-        return out
+        return [canonical(s) or "" for s in self.raw(tokens)]
 
     # ------------------------------------------------------------------ data and feasibility
     @cached_property
@@ -114,9 +108,7 @@ class MoleculeDomain(Domain):
         return torch.tensor(rows, dtype=torch.long)
 
     def is_feasible(self, tokens):
-        from seiko.chem.filters import passes_filters
-
-        return torch.tensor([passes_filters(s) for s in self.decode(tokens)], dtype=torch.bool)
+        return self.feasible_designs(self.decode(tokens))
 
     def feasible_designs(self, designs):
         from seiko.chem.filters import passes_filters
