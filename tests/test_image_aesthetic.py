@@ -86,6 +86,31 @@ def test_from_transformers_round_trip(embedder, tmp_path):
     torch.testing.assert_close(loaded(pixels), embedder(pixels), atol=1e-6, rtol=0)
 
 
+def test_from_transformers_on_a_whole_clip_matches_its_image_features(tmp_path):
+    """A CLIPModel checkpoint (text + vision, as openai/clip-vit-large-patch14): the vision tower and
+    its projection, the same embeddings as CLIPModel.get_image_features (the reference code's path)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, vocab_size=100, max_position_embeddings=16,
+                                         eos_token_id=2, bos_token_id=1, pad_token_id=0),
+                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, image_size=32, patch_size=8),
+                        projection_dim=24)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        full = CLIPModel(config).eval()
+    full.save_pretrained(tmp_path / "full")
+    loaded = ClipImageEmbedder.from_transformers(str(tmp_path / "full"), local_files_only=True)
+    assert loaded.image_size == 32 and loaded.embed_dim == 24
+    pixels = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        features = full.get_image_features(pixel_values=preprocess(pixels, 32))
+        features = features if torch.is_tensor(features) else features.pooler_output
+        expected = features / features.norm(dim=-1, keepdim=True)
+        torch.testing.assert_close(loaded(pixels), expected, atol=1e-5, rtol=0)
+
+
 def test_unloadable_clip_is_one_line_naming_oracle_clip(tmp_path):
     with pytest.raises(ConfigError) as info:
         ClipImageEmbedder.from_transformers(str(tmp_path / "no-such-folder"), local_files_only=True)

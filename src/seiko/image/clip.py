@@ -82,15 +82,27 @@ class ClipImageEmbedder(nn.Module):
     @classmethod
     def from_transformers(cls, name_or_path: str, local_files_only: bool = False) -> "ClipImageEmbedder":
         """transformers' ``CLIPVisionModelWithProjection`` (its ``image_embeds``) from a folder or hub id."""
-        from transformers import CLIPVisionModelWithProjection
+        from transformers import AutoConfig, CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+        name = str(name_or_path)
         try:
-            model = CLIPVisionModelWithProjection.from_pretrained(str(name_or_path),
+            config = AutoConfig.from_pretrained(name, local_files_only=local_files_only)
+        except Exception as err:  # no folder, hub unreachable
+            raise ConfigError(f"oracle.clip: cannot load the CLIP model {name!r} ({_one_line(err)}); give a local "
+                              f"folder (save_pretrained) or a hub id on a machine that reaches the hub") from None
+        if isinstance(config, CLIPConfig):  # a whole CLIP (text + vision): its vision tower and projection
+            vision = config.vision_config
+            vision.projection_dim = config.projection_dim  # the top level's, which sub-configs may not repeat
+        elif isinstance(config, CLIPVisionConfig):
+            vision = config
+        else:
+            raise ConfigError(f"oracle.clip: {name!r} is a {getattr(config, 'model_type', type(config).__name__)} "
+                              f"model, not CLIP")
+        try:
+            model = CLIPVisionModelWithProjection.from_pretrained(name, config=vision,
                                                                   local_files_only=local_files_only)
-        except Exception as err:  # no folder, hub unreachable, not a CLIP vision model
-            raise ConfigError(f"oracle.clip: cannot load the CLIP vision model {str(name_or_path)!r} "
-                              f"({_one_line(err)}); give a local folder (save_pretrained) or a hub id "
-                              f"on a machine that reaches the hub") from None
+        except Exception as err:  # missing or mismatched weights
+            raise ConfigError(f"oracle.clip: cannot load the CLIP vision weights of {name!r} ({_one_line(err)})") from None
         config = model.config
         return cls(model, image_size=config.image_size, embed_dim=config.projection_dim, backend="transformers")
 
