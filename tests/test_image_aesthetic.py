@@ -238,14 +238,17 @@ def test_oracle_init_builds_from_local_files(embedder, mlp, tmp_path):
     assert value == pytest.approx(direct, abs=1e-5)
 
 
-def test_config_file_names_the_class():
+def test_config_file_instantiates_on_local_files(embedder, mlp, tmp_path):
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from seiko.cli_support import CONFIG_DIR
 
     cfg = OmegaConf.load(CONFIG_DIR / "oracle" / "aesthetic.yaml")
     assert cfg._target_ == "seiko.image.aesthetic.AestheticOracle" and cfg.noise_std == 0.1
-    import inspect
-
-    params = inspect.signature(AestheticOracle.__init__).parameters
-    assert set(cfg) - {"_target_"} <= set(params)
+    assert cfg.clip == "openai/clip-vit-large-patch14" and cfg.backend == "transformers"
+    embedder.model.save_pretrained(tmp_path / "clip")
+    torch.save(mlp.state_dict(), tmp_path / "predictor.pth")
+    cfg.clip, cfg.predictor, cfg.local_files_only = str(tmp_path / "clip"), str(tmp_path / "predictor.pth"), True
+    oracle = instantiate(cfg)
+    assert isinstance(oracle, AestheticOracle) and oracle.noise_std == 0.1

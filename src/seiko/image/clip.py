@@ -102,7 +102,8 @@ class ClipImageEmbedder(nn.Module):
             model = CLIPVisionModelWithProjection.from_pretrained(name, config=vision,
                                                                   local_files_only=local_files_only)
         except Exception as err:  # missing or mismatched weights
-            raise ConfigError(f"oracle.clip: cannot load the CLIP vision weights of {name!r} ({_one_line(err)})") from None
+            raise ConfigError(f"oracle.clip: cannot load the CLIP vision weights of {name!r} "
+                              f"({_one_line(err)})") from None
         config = model.config
         return cls(model, image_size=config.image_size, embed_dim=config.projection_dim, backend="transformers")
 
