@@ -41,13 +41,17 @@ def load_pretrained(cfg: DictConfig, domain, out_dir: Path):
             raise ConfigError(f"domain.pretrained was trained with {', '.join(f'{k}={problem[k]}' for k in wrong)}, "
                               f"which this run's domain does not match")
         return denoiser, family, {k: spec[k] for k in ("denoiser", "family", "problem") if k in spec}
+    denoiser = instantiate(denoiser_cfg)
+    spec = {"denoiser": denoiser_cfg, "family": family_cfg,
+            "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
+    if getattr(denoiser, "loads_weights", False):  # e.g. Stable Diffusion's UNet from its folder: nothing to pretrain
+        return denoiser, instantiate(family_cfg), spec
     from seiko.policy import DiffusionPolicy
 
-    policy = DiffusionPolicy(instantiate(denoiser_cfg), instantiate(family_cfg), domain=domain, seed=cfg.seed)
+    policy = DiffusionPolicy(denoiser, instantiate(family_cfg), domain=domain, seed=cfg.seed)
     trainer = build_trainer(cfg.trainer, max_steps=cfg.domain.pretrain_steps, enable_progress_bar=False)
     sharding.fit(trainer, policy)
-    return policy.denoiser.cpu(), policy.family, {"denoiser": denoiser_cfg, "family": family_cfg,
-                                                  "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
+    return policy.denoiser.cpu(), policy.family, spec
 
 
 FIT_PHASES = {"reward": "fit reward", "finetune": "fine-tune"}  # how the round's display names a fit
@@ -85,6 +89,13 @@ def constrain_support(cfg: DictConfig, denoiser, family, spec: dict):
 
 def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path):
     method = cfg.strategy.method
+    if method in ("genetic", "holo_ga") and domain.vocab_size < 1:
+        raise ConfigError(f"strategy={method} mutates tokens; domain={domain.name} designs are not token sequences "
+                          f"(use best_of_n, non_adaptive, greedy, ucb, bootstrap or ts)")
+    if method == "online_ppo" and not hasattr(family, "trajectory_of"):
+        raise ConfigError(f"strategy=online_ppo needs the sampling trajectory of every labelled design, which "
+                          f"{type(family).__name__} cannot rebuild from a design; it is not available for "
+                          f"domain={domain.name} yet")
     if method == "best_of_n":
         return DiffusionMethod(denoiser, family, spec, single_round=True)
     if method == "holo_ga":
@@ -247,11 +258,14 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
     torch.set_flush_denormal(True)
     quiet_lightning()
     domain = build_domain(cfg)
+    domain.attach(out_dir)
     own_oracle = oracle is None and not cfg.oracle.get("_target_")
     if oracle is None:
         oracle = build_oracle(cfg.oracle) if cfg.oracle.get("_target_") else domain.default_oracle()
     if not callable(oracle):
         raise ConfigError(f"oracle: {oracle!r} is not callable")
+    if hasattr(oracle, "bind"):  # an oracle that reads designs through the domain (image files)
+        oracle.bind(domain)
     fingerprint = config_fingerprint(cfg)
     if cfg.resume:
         with Ledger(ledger_path) as existing:

@@ -22,7 +22,9 @@ def save_policy(path: str | Path, denoiser: nn.Module, spec: dict) -> Path:
     """Write weights + ``spec`` (``{"denoiser": {_target_, ...}, "family": {...}, ...}``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}
+    # a denoiser built with its pretrained weights (a LoRA UNet) saves only what it trains
+    weights = getattr(denoiser, "checkpoint_state_dict", denoiser.state_dict)()
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     save_file(state, str(path), metadata={"seiko": json.dumps(spec)})
     return path
 
@@ -59,9 +61,16 @@ def _build(cfg: dict):
     return instantiate(cfg)
 
 
+def load_weights(denoiser: nn.Module, path: str | Path) -> nn.Module:
+    """The checkpoint's weights into ``denoiser`` (only its adapter, for one that saves only that)."""
+    state = load_file(str(path))
+    getattr(denoiser, "load_checkpoint_state_dict", denoiser.load_state_dict)(state)
+    return denoiser
+
+
 def load_policy(path: str | Path):
     """Returns (denoiser, family, spec)."""
     spec = read_spec(path)
     denoiser, family = _build(spec["denoiser"]), _build(spec["family"])
-    denoiser.load_state_dict(load_file(str(path)))
+    load_weights(denoiser, path)
     return denoiser, family, spec

@@ -19,7 +19,7 @@ import torch
 from seiko.distributed import is_rank_zero, wait_for
 from seiko.ledger import Ledger
 from seiko.methods import Method
-from seiko.metrics import mean_pairwise_hamming, novelty, reward_stats, top_k_auc, top_k_mean
+from seiko.metrics import novelty, reward_stats, top_k_auc, top_k_mean
 from seiko.oracles import AwaitingLabels, call_oracle, query_in_batches
 from seiko.progress import RoundDisplay
 
@@ -180,7 +180,7 @@ class FeedbackLoop:
         if self.eval_samples > 0:
             fresh = self.method.sample_designs(self.eval_samples, self.generator(round, 1), self.domain)
             metrics["feasibility"] = float(self.domain.feasible_designs(fresh).float().mean())
-            metrics["diversity"] = mean_pairwise_hamming(self.domain.encode(fresh))
+            metrics["diversity"] = self.domain.diversity(fresh)
             metrics["novelty"] = novelty(fresh, designs)
             metrics.update(self.domain.metrics(fresh))
             if self.eval_with_oracle and not getattr(self.oracle, "external", False):  # evaluation labels are not bought: never in the ledger

@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seiko.checkpoint import save_policy
@@ -61,6 +60,13 @@ class Method(ABC):
         pass
 
 
+def kl_reference(denoiser: nn.Module, name: str) -> nn.Module:
+    """A frozen reference policy for the KL terms ("pretrained", "previous"): a denoiser that can
+    give one sharing its weights (a LoRA UNet with its adapters switched) does; any other is copied."""
+    make = getattr(denoiser, "kl_reference", None)
+    return make(name) if make is not None else copy.deepcopy(denoiser).eval()
+
+
 class DiffusionMethod(Method):
     """Samples from a diffusion policy; the base of SEIKO, best-of-N and online PPO."""
 
@@ -68,20 +74,25 @@ class DiffusionMethod(Method):
 
     def __init__(self, denoiser: nn.Module, family, spec: dict, single_round: bool = True):
         self.denoiser, self.family, self.spec = denoiser, family, spec
-        self.pretrained = copy.deepcopy(denoiser).eval()
+        self.pretrained = kl_reference(denoiser, "pretrained")
         self.single_round = single_round
 
     def propose(self, round, num, generator):
+        """Samples of the policy; round -1 (evaluation) draws them for evaluation (a conditional
+        family's evaluation prompts and fixed seeds)."""
         self.denoiser.eval()
-        return sample(self.denoiser, self.family, num, generator)
+        return sample(self.denoiser, self.family, num, generator, purpose="evaluate" if round < 0 else "query")
 
     def save(self, round, directory):
-        return save_policy(Path(directory) / f"round_{round}.safetensors", self.denoiser, self.spec)
+        path = save_policy(Path(directory) / f"round_{round}.safetensors", self.denoiser, self.spec)
+        if hasattr(self.denoiser, "export_adapter"):  # also in the layout its own library reads
+            self.denoiser.export_adapter(Path(directory) / f"round_{round}_lora")
+        return path
 
     def restore(self, path):
-        from safetensors.torch import load_file
+        from seiko.checkpoint import load_weights
 
-        self.denoiser.load_state_dict(load_file(str(path)))
+        load_weights(self.denoiser, path)
 
 
 class FinetunedMethod(DiffusionMethod):
@@ -91,18 +102,18 @@ class FinetunedMethod(DiffusionMethod):
                  single_round: bool = False, seed: int = 0):
         super().__init__(denoiser, family, spec, single_round)
         self.finetune_factory, self.fit_policy, self.seed = finetune_factory, fit_policy, seed
-        self.previous = copy.deepcopy(denoiser).eval()
+        self.previous = kl_reference(denoiser, "previous")
 
     def restore(self, path):
         super().restore(path)
-        self.previous = copy.deepcopy(self.denoiser).eval()  # the restored round is the next reference
+        self.previous = kl_reference(self.denoiser, "previous")  # the restored round is the next reference
 
     def finetune(self, round: int, **inputs) -> dict:
         """Fit the round's fine-tuner, then make its result the next round's reference."""
         finetuner = self.finetune_factory(self.denoiser, self.family, self.pretrained, self.previous,
                                           seed=self.seed + round, **inputs)
         metrics = self.fit_policy(finetuner, round)
-        self.previous = copy.deepcopy(self.denoiser).eval()
+        self.previous = kl_reference(self.denoiser, "previous")
         return metrics
 
 
@@ -226,8 +237,8 @@ class SeikoMethod(FinetunedMethod):
         """
         return self.pretrained.reference if isinstance(self.pretrained, SupportConstrained) else self.pretrained
 
-    def features(self, tokens: Tensor) -> Tensor:
-        return self.domain.features(F.one_hot(tokens, self.domain.vocab_size).float())
+    def features(self, designs: Tensor) -> Tensor:
+        return self.domain.embed(designs)
 
     def score(self, tokens: Tensor) -> Tensor:
         """The last fitted round's acquisition on designs: what edits and restarts rank by."""

@@ -20,6 +20,20 @@ class NoiseFamily(ABC):
     def prior(self, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """The starting state x_T of the reverse chain (hard representation)."""
 
+    def start(self, batch: int, generator: torch.Generator | None = None, device=None, purpose: str = "query"):
+        """(x_T, context): the prior state and what the chain is conditioned on (None: nothing).
+
+        ``purpose`` says what the samples are for: "query" (designs to label), "train" (the
+        fine-tuner's rollouts) or "evaluate" (fresh samples for metrics); a conditional family
+        draws its prompts by it, an unconditional one ignores it.
+        """
+        return self.prior(batch, generator, device), None
+
+    def finish(self, state: Tensor, context):
+        """What a finished chain hands the domain's ``decode``: the final state itself, unless
+        the chain was conditioned (then the state with its conditioning)."""
+        return state
+
     @abstractmethod
     def selection(self, state: Tensor, step: int, generator: torch.Generator | None = None) -> Tensor | None:
         """Model-independent randomness of a step (which positions unmask); None if none."""

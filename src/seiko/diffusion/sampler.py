@@ -22,6 +22,7 @@ class Trajectory:
     states: list[Tensor]
     selections: list[Tensor | None]
     log_probs: Tensor  # [T, B] under the sampling model
+    context: object = None  # what a conditional chain was drawn for (``NoiseFamily.start``)
 
     @property
     def final(self) -> Tensor:
@@ -34,23 +35,28 @@ class Rollout:
 
     final: Tensor
     kl: dict[str, Tensor] = field(default_factory=dict)
+    context: object = None
 
 
-def _call(model: nn.Module, state: Tensor, time: Tensor, use_checkpoint: bool) -> Tensor:
+def _call(model: nn.Module, state: Tensor, time: Tensor, use_checkpoint: bool, context=None) -> Tensor:
+    """One denoiser call; a conditional chain's context (prompts) is passed on, an unconditional
+    denoiser keeps its two-argument signature."""
+    args = (state, time) if context is None else (state, time, context)
     if use_checkpoint and torch.is_grad_enabled():
-        return checkpoint(model, state, time, use_reentrant=False)
-    return model(state, time)
+        return checkpoint(model, *args, use_reentrant=False)
+    return model(*args)
 
 
 @torch.no_grad()
 def sample(model: nn.Module, family: NoiseFamily, num: int, generator: torch.Generator | None = None,
-           trajectory: bool = False, device=None) -> Tensor | Trajectory:
-    """Draw ``num`` samples; with ``trajectory`` keep every state for PPO."""
-    state = family.prior(num, generator, device)
+           trajectory: bool = False, device=None, purpose: str = "query"):
+    """Draw ``num`` samples (``family.finish`` of the final states); with ``trajectory`` keep
+    every state for PPO. ``purpose``: what they are for (``NoiseFamily.start``)."""
+    state, context = family.start(num, generator, device, purpose)
     states, selections, log_probs = [state], [], []
     for step in range(family.num_steps):
         sel = family.selection(state, step, generator)
-        out = model(state, family.model_time(step, num, state.device))
+        out = _call(model, state, family.model_time(step, num, state.device), False, context)
         dist = family.transition(out, state, step, sel)
         state = family.advance(dist, state, generator)
         if trajectory:
@@ -58,8 +64,8 @@ def sample(model: nn.Module, family: NoiseFamily, num: int, generator: torch.Gen
             selections.append(sel)
             log_probs.append(dist.log_prob(state))
     if not trajectory:
-        return state
-    return Trajectory(states, selections, torch.stack(log_probs))
+        return family.finish(state, context)
+    return Trajectory(states, selections, torch.stack(log_probs), context)
 
 
 def trajectory_log_probs(model: nn.Module, family: NoiseFamily, traj: Trajectory,
@@ -70,18 +76,18 @@ def trajectory_log_probs(model: nn.Module, family: NoiseFamily, traj: Trajectory
     for step in range(family.num_steps):
         state, sel = traj.states[step], traj.selections[step]
         time = family.model_time(step, batch, state.device)
-        dist = family.transition(model(state, time), state, step, sel)
+        dist = family.transition(_call(model, state, time, False, traj.context), state, step, sel)
         log_probs.append(dist.log_prob(traj.states[step + 1]))
         for name, ref in (refs or {}).items():
             with torch.no_grad():
-                ref_dist = family.transition(ref(state, time), state, step, sel)
+                ref_dist = family.transition(_call(ref, state, time, False, traj.context), state, step, sel)
             kls[name].append(dist.kl(ref_dist))
     return torch.stack(log_probs), {k: torch.stack(v) for k, v in kls.items()}
 
 
 def relaxed_rollout(model: nn.Module, family: NoiseFamily, num: int, refs: Mapping[str, nn.Module],
                     generator: torch.Generator | None = None, grad_steps: int | None = None,
-                    tau: float = 1.0, use_checkpoint: bool = True, device=None) -> Rollout:
+                    tau: float = 1.0, use_checkpoint: bool = True, device=None, purpose: str = "train") -> Rollout:
     """A reparameterised sample whose final state carries gradients of the last ``grad_steps`` steps.
 
     Randomised truncation (AlignProp, SEIKO): earlier states are detached, so memory grows with
@@ -89,20 +95,21 @@ def relaxed_rollout(model: nn.Module, family: NoiseFamily, num: int, refs: Mappi
     """
     grad_steps = family.num_steps if grad_steps is None else grad_steps
     first_grad = family.num_steps - grad_steps
-    state = family.relax(family.prior(num, generator, device))
+    state, context = family.start(num, generator, device, purpose)
+    state = family.relax(state)
     kl = {name: torch.zeros(num, device=state.device) for name in refs}
     for step in range(family.num_steps):
         if step <= first_grad:  # the state entering step first_grad carries no gradient either
             state = state.detach()
         sel = family.selection(state, step, generator)
         time = family.model_time(step, num, state.device)
-        dist = family.transition(_call(model, state, time, use_checkpoint), state, step, sel)
+        dist = family.transition(_call(model, state, time, use_checkpoint, context), state, step, sel)
         for name, ref in refs.items():
             with torch.no_grad():
-                ref_dist = family.transition(ref(state.detach(), time), state, step, sel)
+                ref_dist = family.transition(_call(ref, state.detach(), time, False, context), state, step, sel)
             kl[name] = kl[name] + dist.kl(ref_dist)
         state = family.advance_relaxed(dist, state, tau, generator)
-    return Rollout(final=state, kl=kl)
+    return Rollout(final=state, kl=kl, context=context)
 
 
 def random_truncation(num_steps: int, rng: random.Random) -> int:

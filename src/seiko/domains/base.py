@@ -59,8 +59,23 @@ class Domain(ABC):
         return None
 
     def features(self, onehot: Tensor) -> Tensor:
-        """Reward-model input from (soft) one-hots [B, L, V]; differentiable, flat by default."""
+        """Reward-model input from (soft) one-hots [B, L, V]; differentiable, flat by default.
+
+        It reads what the fine-tuner's relaxed rollout ends in (for images: latents)."""
         return onehot.flatten(1)
+
+    def embed(self, designs: Tensor) -> Tensor:
+        """Reward-model input for ``encode``d designs (the ledger's): ``features`` of their one-hots."""
+        return self.features(torch.nn.functional.one_hot(designs, self.vocab_size).float())
+
+    def diversity(self, designs: Sequence[str]) -> float:
+        """Mean pairwise distance of a batch of designs (Hamming for token designs)."""
+        from seiko.metrics import mean_pairwise_hamming
+
+        return mean_pairwise_hamming(self.encode(designs))
+
+    def attach(self, run_dir) -> None:
+        """The run's folder, for a domain whose designs are files there (images); most need none."""
 
     def metrics(self, designs: Sequence[str]) -> dict[str, float]:
         """Domain-specific metrics of a batch of sampled designs as text (besides reward and

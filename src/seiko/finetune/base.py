@@ -18,6 +18,10 @@ from seiko.sharding import is_fsdp
 
 
 def frozen(module: nn.Module) -> nn.Module:
+    """A frozen copy of a reference; a view that shares the policy's weights with its adapters
+    switched (``seiko.image.policy.AdapterView``) is frozen by construction and never copied."""
+    if getattr(module, "shares_weights", False):
+        return module
     ref = copy.deepcopy(module).eval()
     for p in ref.parameters():
         p.requires_grad_(False)

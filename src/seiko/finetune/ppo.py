@@ -51,7 +51,7 @@ class PPOFinetuner(Finetuner):
             return self.rollouts[index], self.rewards[index].to(self.device)
         self.denoiser.eval()
         traj = sample(self.denoiser, self.family, self.batch_size, self.generator(index), trajectory=True,
-                      device=self.device)
+                      device=self.device, purpose="train")
         self.denoiser.train()
         with torch.no_grad():
             return traj, self.reward(traj.final)

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from seiko.reward.base import Posterior, RewardModel, seeded
 
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+# "identity": a linear model (the paper's aesthetic reward model is an MLP without nonlinearities)
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "identity": nn.Identity}
 
 
 def mlp(d_in: int, hidden: int, d_out: int, activation: str, dropout: float, depth: int = 2) -> nn.Sequential:

@@ -1,0 +1,1 @@
+"""The image domain's parts: Stable Diffusion components, LoRA policy, records, oracles, prompts."""
