@@ -270,8 +270,8 @@ class SeikoMethod(FinetunedMethod):
             self.objective = self.fit_objective(round, designs, values)
 
     def propose(self, round, num, generator):
-        if self.objective is None:  # round 0: nothing fitted yet, plain samples
-            return super().propose(round, num, generator)
+        if self.objective is None or (self.edit_restarts == 0 and self.edit_fraction == 0):
+            return super().propose(round, num, generator)  # round 0 (nothing fitted yet), or no edits: samples
         self.denoiser.eval()
         restarts = self.restarts(int(self.edit_restarts * num + 0.5), generator)
         designs = super().propose(round, num - len(restarts), generator)
