@@ -71,3 +71,91 @@ def test_token_baselines_are_refused_for_images_in_one_line(sd_dir, tmp_path):
         with pytest.raises(ConfigError, match=f"strategy={strategy} mutates tokens"):
             build_loop(compose(tiny_image(sd_dir, f"strategy={strategy}")), tmp_path / strategy)
     assert not (tmp_path / "genetic" / "ledger.sqlite").exists()
+
+
+def test_resume_continues_from_the_last_rounds_adapter_not_the_base_model(sd_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from seiko.build import build_loop
+
+    overrides = tiny_image(sd_dir, "strategy=greedy", "budget.per_round=[6,6,6]", "logger=none", "eval.num_samples=0")
+    loop = build_loop(compose(overrides), tmp_path)
+    loop._restore()
+    loop.run_round(0)
+    saved = load_file(str(tmp_path / "checkpoints" / "round_0.safetensors"))
+    assert any(float(v.abs().max()) > 0 for k, v in saved.items() if "lora_B" in k)  # round 0 trained B away from 0
+    resumed = build_loop(compose(overrides + ["resume=true"]), tmp_path)
+    assert resumed._restore() == 1
+    state = resumed.method.denoiser.checkpoint_state_dict()
+    assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+    # its next KL reference is that adapter too, not the base model
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([300])
+    from seiko.diffusion.ddim import Conditioning
+
+    ctx = Conditioning([PROMPTS[0]], [0])
+    with torch.no_grad():
+        torch.testing.assert_close(resumed.method.previous(x, t, ctx), resumed.method.denoiser(x, t, ctx))
+        assert not torch.allclose(resumed.method.pretrained(x, t, ctx), resumed.method.denoiser(x, t, ctx))
+    resumed.run()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.completed_rounds() == [0, 1, 2] and len(ledger.queries(labelled=True)) == 18
+
+
+def test_a_human_rater_labels_exported_pngs_and_the_run_resumes(sd_dir, tmp_path):
+    import csv
+
+    from seiko.ledger import Ledger as L
+    from seiko.oracles import AwaitingLabels
+
+    overrides = tiny_image(sd_dir, "strategy=ucb", "oracle._target_=seiko.oracles.LabOracle", "eval.num_samples=0",
+                           "logger=none")
+    with pytest.raises(AwaitingLabels):
+        run(compose(overrides), tmp_path)
+    sheet = tmp_path / "pending_round_0.csv"
+    rows = list(csv.DictReader(sheet.open()))
+    assert len(rows) == 6 and {"id", "design", "image", "prompt"} <= set(rows[0])
+    for row in rows:
+        assert (tmp_path / row["image"]).is_file() and row["prompt"] in PROMPTS  # a PNG a person can open
+    labelled = tmp_path / "labels.csv"
+    with labelled.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "value"])
+        w.writerows([row["id"], 5.0 + i] for i, row in enumerate(rows))
+    with L(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.import_labels_csv(labelled) == 6
+    with pytest.raises(AwaitingLabels):  # round 0 fits and fine-tunes on the ratings, round 1 is exported
+        run(compose(overrides + ["resume=true"]), tmp_path)
+    with L(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.completed_rounds() == [0] and len(ledger.pending(1)) == 6
+    assert (tmp_path / "pending_round_1.csv").is_file()
+
+
+def test_seiko_sample_draws_images_for_a_prompt_from_a_saved_round(sd_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from seiko.commands import sample
+
+    run(compose(tiny_image(sd_dir, "strategy=greedy", "budget.per_round=[4]", "logger=none", "eval.num_samples=0")),
+        tmp_path / "run")
+    out = tmp_path / "drawn" / "samples.tsv"
+    out.parent.mkdir()
+    assert sample(SimpleNamespace(run=str(tmp_path / "run"), round=0, num=3, seed=0, out=str(out),
+                                  prompt="a painting of a zebra")) == 0
+    lines = out.read_text().splitlines()[1:]
+    records = [ImageRecord.from_text(line.split("\t")[0]) for line in lines]
+    assert len(records) == 3 and all(r.prompt == "a painting of a zebra" for r in records)
+    assert all((out.parent / r.image).is_file() for r in records)
+
+
+def test_the_papers_experiment_composes_with_its_settings():
+    from hydra.utils import instantiate
+
+    cfg = compose(["experiment=aesthetic_sd15"])
+    assert list(cfg.budget.per_round) == [1024, 2048, 4096, 8192]
+    assert cfg.domain.num_steps == 50 and cfg.domain.eta == 1.0 and cfg.domain.guidance_scale == 7.5
+    assert cfg.oracle._target_ == "seiko.image.aesthetic.AestheticOracle" and cfg.oracle.noise_std == 0.1
+    assert cfg.reward.model.activation == "identity" and cfg.finetune.module.weight_decay == 0.1
+    family = instantiate(cfg.domain.family)  # offline: the schedule and the paper's prompts
+    assert family.shape == (4, 64, 64) and len(family.timesteps) == 50
+    prompts = family.prompts.draw(200, torch.Generator().manual_seed(0), "query")
+    assert 10 < sum(p.startswith("A stunning beautiful oil painting") for p in prompts) < 70

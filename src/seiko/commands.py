@@ -31,11 +31,19 @@ def sample(args) -> int:
         rounds = ", ".join(p.stem.split("_")[1] for p in checkpoints)
         raise SystemExit(f"seiko: error: --round {args.round}: no such round in {run} (saved: {rounds})")
     denoiser, family, _ = load_policy(path)
+    if args.prompt is not None:
+        if not hasattr(family, "prompted"):
+            raise SystemExit(f"seiko: error: --prompt: this run's model ({type(family).__name__}) is not "
+                             f"conditioned on prompts")
+        family = family.prompted([args.prompt])
     cfg = OmegaConf.load(run / "config.yaml")
     domain = instantiate(cfg.domain.problem)
-    tokens = draw(denoiser.eval(), family, args.num, torch.Generator().manual_seed(args.seed))
-    feasible = domain.is_feasible(tokens).tolist()
-    lines = [f"{d}\t{int(f)}" for d, f in zip(domain.decode(tokens), feasible)]
+    # a domain whose designs are files (images) writes them next to the TSV (or into the run folder)
+    domain.attach(Path(args.out).parent if args.out else run)
+    drawn = draw(denoiser.eval(), family, args.num, torch.Generator().manual_seed(args.seed))
+    designs = domain.decode(drawn)
+    feasible = domain.feasible_designs(designs).tolist()
+    lines = [f"{d}\t{int(f)}" for d, f in zip(designs, feasible)]
     text = "design\tfeasible\n" + "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text)
@@ -74,7 +82,8 @@ def run_subcommand(argv: list[str]) -> int:
     p.add_argument("--round", type=int, default=None, help="default: the last saved round")
     p.add_argument("--num", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="TSV file (default: stdout)")
+    p.add_argument("--out", default=None, help="TSV file (default: stdout); images go beside it in images/")
+    p.add_argument("--prompt", default=None, help="draw every sample for this prompt (text-conditioned models)")
     p.set_defaults(func=sample)
     p = sub.add_parser("export-pending", help="write the ledger's pending queries to CSV")
     p.add_argument("run")

@@ -275,13 +275,18 @@ class Ledger:
         return None if row is None else row[0]
 
     # -- CSV hand-off to a human-run oracle (a wet lab) -------------------------------
-    def export_pending_csv(self, path: str | os.PathLike, round: int | None = None) -> int:
-        """Write pending queries as id,round,design for an offline oracle to fill in."""
+    def export_pending_csv(self, path: str | os.PathLike, round: int | None = None, columns=None) -> int:
+        """Write pending queries as id,round,design for an offline oracle to fill in.
+
+        ``columns(ids, designs)`` may add columns a person needs to label them (an image's file
+        and prompt: ``Domain.export_columns``); ``import_labels_csv`` ignores them."""
         rows = self.pending(round)
+        extra = columns([q.id for q in rows], [q.design for q in rows]) if columns is not None else {}
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["id", "round", "design"])
-            w.writerows([q.id, q.round, q.design] for q in rows)
+            w.writerow(["id", "round", "design", *extra])
+            w.writerows([q.id, q.round, q.design, *(values[i] for values in extra.values())]
+                        for i, q in enumerate(rows))
         return len(rows)
 
     def import_labels_csv(self, path: str | os.PathLike) -> int:

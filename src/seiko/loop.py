@@ -100,7 +100,8 @@ class FeedbackLoop:
         pending = self.screen(self.ledger.pending(round))
         if pending and getattr(self.oracle, "external", False):
             path = self.out_dir / self.oracle.export_name.format(round=round)
-            self.ledger.export_pending_csv(path, round)
+            self.ledger.export_pending_csv(path, round, columns=lambda ids, designs: self.domain.export_columns(
+                ids, designs, path.with_suffix("")))
             raise AwaitingLabels(f"round {round}: {len(pending)} queries exported to {path}; import their labels "
                                  f"with `seiko import-labels {self.out_dir} LABELS.csv`, then rerun with resume=true")
         if pending:

@@ -89,6 +89,17 @@ class DDIMDiffusion(NoiseFamily):
             if batch else torch.zeros(0, *self.shape)
         return noise.to(device), Conditioning(prompts, seeds)
 
+    def prompted(self, prompts: list[str]) -> "DDIMDiffusion":
+        """The same chain with every sample drawn for one of ``prompts`` (``seiko sample --prompt``)."""
+        import copy
+
+        from seiko.image.prompts import PromptSet
+
+        chain = copy.copy(self)
+        chain.prompts = PromptSet(query=list(prompts), train=list(prompts), evaluate=list(prompts),
+                                  template=None, template_prob=0.0)
+        return chain
+
     def finish(self, state, context):
         return ImageBatch(state, list(context.prompts), list(context.seeds))
 

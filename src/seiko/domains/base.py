@@ -74,6 +74,11 @@ class Domain(ABC):
 
         return mean_pairwise_hamming(self.encode(designs))
 
+    def export_columns(self, ids: Sequence[int], designs: Sequence[str], directory) -> dict[str, list[str]]:
+        """Extra CSV columns (and files under ``directory``) that a person labelling exported
+        designs needs; sequences need none."""
+        return {}
+
     def attach(self, run_dir) -> None:
         """The run's folder, for a domain whose designs are files there (images); most need none."""
 

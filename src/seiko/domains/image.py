@@ -56,6 +56,21 @@ class ImageDomain(Domain):
         """Ledger designs -> (pixels [B, C, H, W] in [0, 1], ok [B]); what image oracles read."""
         return load_pixels(designs, self._root(), self.channels)
 
+    def export_columns(self, ids, designs, directory) -> dict[str, list[str]]:
+        """For a human rater: each pending image copied to ``directory/<id>.png``, and the CSV's
+        ``image`` (that file, relative to the CSV) and ``prompt`` columns."""
+        import shutil
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        images, prompts = [], []
+        for id_, record in zip(ids, self.records(designs)):
+            target = directory / f"{id_}.png"
+            shutil.copyfile(self._root() / record.image, target)
+            images.append(f"{directory.name}/{target.name}")
+            prompts.append(record.prompt)
+        return {"image": images, "prompt": prompts}
+
     # ------------------------------------------------------------------ latents <-> pixels
     def to_pixels(self, latents: Tensor) -> Tensor:
         """Final latents -> pixels in [0, 1], differentiably (the VAE's decoder, or none)."""
