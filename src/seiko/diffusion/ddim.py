@@ -84,7 +84,9 @@ class DDIMDiffusion(NoiseFamily):
         if purpose == "evaluate":  # fixed seeds: every round's evaluation starts from the same noise
             seeds = [self.eval_seed + i for i in range(batch)]
         else:
-            seeds = torch.randint(SEED_RANGE, (batch,), generator=generator).tolist()
+            # on the generator's device: the fine-tuner's is the GPU's
+            seeds = torch.randint(SEED_RANGE, (batch,), generator=generator,
+                                  device=generator.device if generator is not None else None).tolist()
         noise = torch.stack([torch.randn(self.shape, generator=torch.Generator().manual_seed(s)) for s in seeds]) \
             if batch else torch.zeros(0, *self.shape)
         return noise.to(device), Conditioning(prompts, seeds)
@@ -133,9 +135,11 @@ class DDIMDiffusion(NoiseFamily):
     def loss(self, model: nn.Module, x0: Tensor, generator=None, context=None) -> Tensor:
         """Epsilon-prediction loss at a uniform training timestep of the 1000 (SD's own)."""
         batch = x0.shape[0]
-        t = torch.randint(0, len(self.train_abar), (batch,), generator=generator).to(x0.device)
+        t = torch.randint(0, len(self.train_abar), (batch,), generator=generator,
+                          device=generator.device if generator is not None else None).to(x0.device)
         abar = self.train_abar.to(x0.device)[t].view(batch, *[1] * (x0.dim() - 1))
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator,
+                            device=generator.device if generator is not None else None).to(x0.device)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         out = model(x_t, t) if context is None else model(x_t, t, context)
         return F.mse_loss(out, noise)

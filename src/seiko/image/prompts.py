@@ -58,10 +58,10 @@ class PromptSet:
         pool = self.query if purpose == "query" else self.train
         if num == 0:
             return []
-        index = torch.randint(len(pool), (num,), generator=generator).tolist()
+        index = torch.randint(len(pool), (num,), generator=generator, device=generator.device).tolist()
         prompts = [pool[i] for i in index]
         if purpose == "query" and self.template is not None and self.template_prob > 0:
-            wrap = (torch.rand(num, generator=generator) < self.template_prob).tolist()
+            wrap = (torch.rand(num, generator=generator, device=generator.device) < self.template_prob).tolist()
             prompts = [self.template.format(p) if w else p for p, w in zip(prompts, wrap)]
         return prompts
 
