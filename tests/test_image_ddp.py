@@ -168,6 +168,7 @@ def test_two_ranks_average_lora_gradients_and_keep_one_adapter(sd_dir, tmp_path)
 
 
 # ------------------------------------------------------------------ a whole run, every rank a copy of the script
+@pytest.mark.slow  # ~50 s on 2 CPU cores: two ranks each import the stack and fit two rounds
 def test_whole_image_run_under_ddp_keeps_ranks_in_sync_and_rank_zero_alone_writes(sd_dir, tmp_path):  # noqa: F811
     from conftest import seiko_env
 
