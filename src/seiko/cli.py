@@ -23,7 +23,8 @@ def _check_groups(argv: list[str]) -> None:
     """Unknown option of a config group: one line naming the group and the choices."""
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or "." in key or not (CONFIG_DIR / key).is_dir():
+        # hydra/...: Hydra's own groups (launchers, sweepers) hold plugin options besides the project's
+        if not sep or "." in key or key.startswith("hydra/") or not (CONFIG_DIR / key).is_dir():
             continue
         choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
         for option in value.split(","):
@@ -70,7 +71,12 @@ def main() -> None:
         sys.argv = [sys.argv[0], *argv[1:]]
         return pretrain_main()
     _check_groups(argv)
+    import warnings
+
     import hydra
+
+    # configs/hydra/launcher/submitit_slurm.yaml replaces the plugin's preset of that name on purpose
+    warnings.filterwarnings("ignore", message="(?s).*validated against ConfigStore schema with the same name")
 
     hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(_run)()
 

@@ -143,7 +143,7 @@ class PromptedUNet(nn.Module):
     def checkpoint_state_dict(self) -> dict[str, Tensor]:
         from peft.utils import get_peft_model_state_dict
 
-        return {k: v.detach().float().contiguous().cpu()
+        return {k: v.detach().float().contiguous().cpu().clone()  # a snapshot, never a view of live weights
                 for k, v in get_peft_model_state_dict(self.unet, adapter_name="default").items()}
 
     def load_checkpoint_state_dict(self, state: dict[str, Tensor]) -> None:
