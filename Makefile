@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 RUN_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install run test test-slow bench sweep pretrain pretrain-molecule tensorboard clean
+.PHONY: install run test test-slow bench sweep pretrain pretrain-molecule pretrain-image tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ pretrain: install
 # CPU thread ~0.6-0.9 s a step; trainer=gpu on a GPU). The committed one stopped early: docs/molecule-benchmark.md.
 pretrain-molecule: install
 	$(PY) -m seiko.pretrain domain=molecule max_steps=9000 eval_every=1000 trainer.enable_progress_bar=false
+
+# Rebuilds src/seiko/assets/image_digits/ (the CPU image default: a small text-to-image UNet on scikit-learn's
+# digits and its frozen scorer; ~34 min on one CPU thread): docs/image-default.md.
+pretrain-image: install
+	OMP_NUM_THREADS=1 $(PY) -m seiko.image.pretrain --out src/seiko/assets/image_digits --steps 3000
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs
