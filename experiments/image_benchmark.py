@@ -23,14 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import mean_std, say
+
 # a method: (strategy, extra overrides); online_ppo and the token GAs do not apply to images
 METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []), "greedy": ("greedy", []),
            "ucb": ("ucb", []), "bootstrap": ("bootstrap", []), "ts": ("ts", [])}
-START = time.time()
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime(time.time() - START))}] {msg}", flush=True)
 
 
 def overrides(method: str, seed: int, per_round: list[int], extra: list[str]) -> list[str]:
@@ -63,13 +60,6 @@ def read(run_dir: Path) -> dict:
                 final_score=last.get("eval_reward_mean"), final_quality=last.get("quality"),
                 final_feasibility=last.get("feasibility"), kl_pretrained=last.get("finetune/kl_pretrained"),
                 seconds=sum(h.get("seconds", 0.0) for h in history), rounds=len(history))
-
-
-def mean_std(xs) -> str:
-    xs = [x for x in xs if x is not None and np.isfinite(x)]
-    if not xs:
-        return "-"
-    return f"{np.mean(xs):.3f}" + (f" ± {np.std(xs):.3f}" if len(xs) > 1 else "")
 
 
 def aggregate(out: Path, results: Path, budget: int) -> None:

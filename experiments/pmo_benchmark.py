@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import mean_std, say
+
 TASKS = ["osimertinib_mpo", "zaleplon_mpo", "median1", "deco_hop", "isomers_c9h10n2o2pf2cl"]
 # a method: (strategy, extra overrides)
 METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []), "greedy": ("greedy", []),
@@ -35,11 +37,6 @@ METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []),
            "bootstrap": ("bootstrap", []), "ts": ("ts", []), "online_ppo": ("online_ppo", []),
            "mol_ga": ("mol_ga", []), "mol_ga_pmo": ("mol_ga", ["budget.query_infeasible=true"])}
 SCREEN = "budget.query_infeasible=false"
-START = time.time()
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime(time.time() - START))}] {msg}", flush=True)
 
 
 def schedule(method: str, budget: int, round_size: int) -> list[int]:
@@ -85,13 +82,6 @@ def read(run_dir: Path, budget: int) -> dict:
                 top10_feasible=top_k_mean(kept), infeasible_labels=float(1 - feasible.mean()) if len(values) else 1.0,
                 sample_feasibility=summary.get("final", {}).get("feasibility"),
                 seconds=sum(h.get("seconds", 0.0) for h in history), rounds=len(history))
-
-
-def mean_std(xs) -> str:
-    xs = [x for x in xs if x is not None and np.isfinite(x)]
-    if not xs:
-        return "-"
-    return f"{np.mean(xs):.3f}" + (f" ± {np.std(xs):.3f}" if len(xs) > 1 else "")
 
 
 def aggregate(out: Path, results: Path, budget: int) -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seiko.diffusion.base import NoiseFamily
+from seiko.diffusion.gaussian import GaussianChain
 from seiko.diffusion.steps import GaussianStep
 
 SEED_RANGE = 2**31 - 1
@@ -50,7 +50,7 @@ class ImageBatch:
         return len(self.prompts)
 
 
-class DDIMDiffusion(NoiseFamily):
+class DDIMDiffusion(GaussianChain):
     def __init__(self, shape: tuple[int, ...] | list[int], prompts=None, num_steps: int = 50, eta: float = 1.0,
                  scheduler: dict | None = None, eval_seed: int = 0):
         from diffusers import DDIMScheduler
@@ -108,9 +108,6 @@ class DDIMDiffusion(NoiseFamily):
     def prior(self, batch, generator=None, device=None):
         return self.start(batch, generator, device)[0]
 
-    def selection(self, state, step, generator=None):
-        return None
-
     def model_time(self, step, batch, device=None):
         return self.timesteps[step].expand(batch).to(device)
 
@@ -122,15 +119,6 @@ class DDIMDiffusion(NoiseFamily):
         x0 = (state - (1 - abar) ** 0.5 * eps) / abar ** 0.5
         mean = abar_prev ** 0.5 * x0 + max(1 - abar_prev - sigma**2, 0.0) ** 0.5 * eps
         return GaussianStep(mean=mean, std=torch.tensor(sigma, dtype=dtype, device=state.device))
-
-    def advance(self, dist, state, generator=None):
-        return dist.sample(generator)
-
-    def advance_relaxed(self, dist, state, tau, generator=None):
-        return dist.rsample(generator)
-
-    def relax(self, state):
-        return state
 
     def loss(self, model: nn.Module, x0: Tensor, generator=None, context=None) -> Tensor:
         """Epsilon-prediction loss at a uniform training timestep of the 1000 (SD's own)."""

@@ -13,7 +13,24 @@ from seiko.diffusion.base import NoiseFamily
 from seiko.diffusion.steps import GaussianStep
 
 
-class GaussianDiffusion(NoiseFamily):
+class GaussianChain(NoiseFamily):
+    """What every Gaussian family shares: no model-independent selection, and a step's sample
+    is already reparameterised (mean + std * eps), so the relaxed chain is the chain itself."""
+
+    def selection(self, state, step, generator=None):
+        return None
+
+    def advance(self, dist, state, generator=None):
+        return dist.sample(generator)
+
+    def advance_relaxed(self, dist, state, tau, generator=None):
+        return dist.rsample(generator)
+
+    def relax(self, state):
+        return state
+
+
+class GaussianDiffusion(GaussianChain):
     def __init__(self, shape: tuple[int, ...] | list[int], num_steps: int = 50,
                  beta_start: float = 1e-4, beta_end: float = 0.2):
         if num_steps < 1:
@@ -25,9 +42,6 @@ class GaussianDiffusion(NoiseFamily):
 
     def prior(self, batch, generator=None, device=None):
         return torch.randn((batch, *self.shape), generator=generator, device=device)
-
-    def selection(self, state, step, generator=None):
-        return None
 
     def _t(self, step: int) -> int:
         return self.num_steps - 1 - step
@@ -41,14 +55,6 @@ class GaussianDiffusion(NoiseFamily):
         mean = (state - beta / torch.sqrt(1 - abar) * output) / torch.sqrt(alpha)
         return GaussianStep(mean=mean, std=torch.sqrt(beta).to(state))
 
-    def advance(self, dist, state, generator=None):
-        return dist.sample(generator)
-
-    def advance_relaxed(self, dist, state, tau, generator=None):
-        return dist.rsample(generator)
-
-    def relax(self, state):
-        return state
 
     def loss(self, model: nn.Module, x0: Tensor, generator=None) -> Tensor:
         batch = x0.shape[0]

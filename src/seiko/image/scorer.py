@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
