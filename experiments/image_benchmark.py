@@ -32,7 +32,8 @@ METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []),
 
 def overrides(method: str, seed: int, per_round: list[int], extra: list[str]) -> list[str]:
     strategy, variant = METHODS[method]
-    return ["domain=image", "reward=clip_linear", f"strategy={strategy}", f"seed={seed}", *variant,
+    # the domain's reward model (clip_linear), except bootstrap's heads (reward=ensemble), as chosen by the configs
+    return ["domain=image", f"strategy={strategy}", f"seed={seed}", *variant,
             f"budget.per_round=[{','.join(map(str, per_round))}]", "progress=false", "logger=none",
             "eval.with_oracle=true", *extra]
 
