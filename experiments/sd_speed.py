@@ -217,6 +217,17 @@ def scaler_for(s: Settings):
 
 
 # ---------------------------------------------------------------- (a) seiko
+def optimiser_step(loss: Tensor, params, optimizer, scaler, grad_clip: float) -> float:
+    """Backward, unscale, clip, step: the same optimiser step on both paths."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 class SeikoPath:
     name = "seiko"
 
@@ -247,7 +258,6 @@ class SeikoPath:
         self.weights = {"pretrained": s.kl_pretrained, "previous": s.kl_previous}
         self.optimizer = torch.optim.AdamW(self.policy.lora_parameters(), lr=s.lr, weight_decay=s.weight_decay)
         self.scaler = scaler_for(s)
-        self.generator_note = "torch.Generator on the device (as Finetuner.generator)"
 
     def generator(self, seed: int):
         return torch.Generator(device=self.s.device).manual_seed(seed)
@@ -255,15 +265,8 @@ class SeikoPath:
     def _rollout(self, seed: int):
         from seiko.diffusion.sampler import relaxed_rollout
 
-        kwargs = dict(grad_steps=self.s.grad_steps, use_checkpoint=True, device=self.s.device)
-        try:
-            return relaxed_rollout(self.policy, self.family, self.s.batch, self.refs, self.generator(seed), **kwargs)
-        except RuntimeError as err:  # a device generator that the CPU draws of the chain's start refuse
-            if "generator" not in str(err).lower() or self.s.device == "cpu":
-                raise
-            self.generator_note = f"global RNG (a {self.s.device} generator failed: {' '.join(str(err).split())[:200]})"
-            torch.manual_seed(seed)
-            return relaxed_rollout(self.policy, self.family, self.s.batch, self.refs, None, **kwargs)
+        return relaxed_rollout(self.policy, self.family, self.s.batch, self.refs, self.generator(seed),
+                               grad_steps=self.s.grad_steps, use_checkpoint=True, device=self.s.device)
 
     def loss(self, seed: int) -> tuple[Tensor, dict]:
         """``BackpropFinetuner.training_step`` with a fixed truncation: the loss, and what it is made of."""
@@ -275,28 +278,16 @@ class SeikoPath:
         return loss, {"reward": float(reward.mean().detach()), **{f"kl_{k}": float(v.mean().detach()) for k, v in rollout.kl.items()}}
 
     def step(self, seed: int) -> float:
-        loss, _ = self.loss(seed)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.policy.lora_parameters(), self.s.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimiser_step(self.loss(seed)[0], self.policy.lora_parameters(), self.optimizer, self.scaler,
+                              self.s.grad_clip)
 
     @torch.no_grad()
     def sample(self, seed: int) -> Tensor:
         from seiko.diffusion.sampler import sample
 
         self.policy.eval()
-        try:
-            batch = sample(self.policy, self.family, self.s.batch, self.generator(seed), device=self.s.device,
-                           purpose="evaluate")
-        except RuntimeError as err:
-            if "generator" not in str(err).lower() or self.s.device == "cpu":
-                raise
-            torch.manual_seed(seed)
-            batch = sample(self.policy, self.family, self.s.batch, None, device=self.s.device, purpose="evaluate")
+        batch = sample(self.policy, self.family, self.s.batch, self.generator(seed), device=self.s.device,
+                       purpose="evaluate")
         return self.domain.to_pixels(batch.latents)
 
     def lora_grads(self) -> dict[str, Tensor]:
@@ -384,7 +375,7 @@ class PlainPath:
     def start(self, g: torch.Generator) -> Tensor:
         """Initial noise: one seed a sample drawn from ``g``, the sample's noise from its own seed
         (the draws seiko's chain makes, so both paths can be given the same noise)."""
-        seeds = torch.randint(SEED_RANGE, (self.s.batch,), generator=g).tolist()
+        seeds = torch.randint(SEED_RANGE, (self.s.batch,), generator=g, device=g.device).tolist()
         return torch.stack([torch.randn(self.shape, generator=torch.Generator().manual_seed(sd))
                             for sd in seeds]).to(self.s.device)
 
@@ -404,10 +395,7 @@ class PlainPath:
     def loss(self, seed: int) -> tuple[Tensor, dict]:
         s, dev = self.s, self.s.device
         g = self.generator(seed)
-        if dev != "cpu":  # the per-sample seeds are CPU draws; the step noise is the device's
-            x = self.start(torch.Generator().manual_seed(seed))
-        else:
-            x = self.start(g)
+        x = self.start(g)
         cond, uncond = self.text(FixedPrompts().draw(s.batch))
         kl_pre = torch.zeros(s.batch, device=dev)
         kl_prev = torch.zeros(s.batch, device=dev)
@@ -430,14 +418,7 @@ class PlainPath:
                       "kl_previous": float(kl_prev.mean().detach())}
 
     def step(self, seed: int) -> float:
-        loss, _ = self.loss(seed)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.lora, self.s.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimiser_step(self.loss(seed)[0], self.lora, self.optimizer, self.scaler, self.s.grad_clip)
 
     @torch.no_grad()
     def sample(self, seed: int) -> Tensor:
@@ -493,9 +474,6 @@ def measure(cls, folder: Path, s: Settings, shape, warmup: int, repeats: int, ph
         times = time_calls(path.sample, s, warmup, repeats, s.seed + 500)
         out.update(sample_s=[round(t, 4) for t in times], sample_s_median=round(statistics.median(times), 4),
                    peak_sample_mib=peak(s.device))
-    note = getattr(path, "generator_note", None)
-    if note:
-        out["generator"] = note
     del path
     gc.collect()
     if s.device.startswith("cuda"):
