@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import mean_std, say
+from bench_common import say, table_row, write_results
 
 # a method: (strategy, extra overrides); online_ppo and the token GAs do not apply to images
 METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []), "greedy": ("greedy", []),
@@ -68,8 +68,6 @@ def aggregate(out: Path, results: Path, budget: int) -> None:
     rows = [r for r in rows if r["queries"] >= budget]
     if not rows:
         return
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "results.json").write_text(json.dumps(rows, indent=1))
     lines = [f"Digits stand-in, {budget} labels (mean ± std over seeds). 'score': the oracle's mean on 64 fresh "
              "samples of the final model; 'quality', 'feasible': of the same samples.", "",
              "| method | seeds | final score | best label | top-10 labels | infeasible labels | final quality | "
@@ -77,11 +75,9 @@ def aggregate(out: Path, results: Path, budget: int) -> None:
     for method in METHODS:
         group = [r for r in rows if r["method"] == method]
         if group:
-            lines.append(f"| {method} | {len(group)} | " + " | ".join(
-                mean_std([r[k] for r in group]) for k in ("final_score", "top1", "top10", "infeasible_labels",
-                                                           "final_quality", "final_feasibility", "seconds")) + " |")
-    (results / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            lines.append(table_row((method,), group, ("final_score", "top1", "top10", "infeasible_labels",
+                                                      "final_quality", "final_feasibility", "seconds")))
+    write_results(results, rows, lines)
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import mean_std, say
+from bench_common import say, table_row, write_results
 
 TASKS = ["osimertinib_mpo", "zaleplon_mpo", "median1", "deco_hop", "isomers_c9h10n2o2pf2cl"]
 # a method: (strategy, extra overrides)
@@ -89,8 +89,6 @@ def aggregate(out: Path, results: Path, budget: int) -> None:
     rows = [r for r in rows if r["queries"] >= budget]  # a run stopped before its budget has no AUC at it
     if not rows:
         return
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "results.json").write_text(json.dumps(rows, indent=1))
     lines = [f"Top-10 AUC at {budget} calls (mean ± std over seeds); 'feasible': filter-failing molecules as 0.", "",
              "| task | method | seeds | AUC | AUC feasible | top-1 | top-10 | infeasible labels | final samples feasible | s / run |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -98,11 +96,9 @@ def aggregate(out: Path, results: Path, budget: int) -> None:
         for method in METHODS:
             group = [r for r in rows if r["task"] == task and r["method"] == method]
             if group:
-                lines.append(f"| {task} | {method} | {len(group)} | " + " | ".join(
-                    mean_std([r[k] for r in group]) for k in ("auc", "auc_feasible", "top1", "top10",
-                                                               "infeasible_labels", "sample_feasibility", "seconds")) + " |")
-    (results / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+                lines.append(table_row((task, method), group, ("auc", "auc_feasible", "top1", "top10",
+                                                             "infeasible_labels", "sample_feasibility", "seconds")))
+    write_results(results, rows, lines)
 
 
 def main(argv=None) -> int:
