@@ -64,3 +64,16 @@ def motif_data(n: int, seed: int, positions: range, vocab: int = 4, length: int 
         p = positions[int(torch.randint(len(positions), (1,), generator=g))]
         tokens[i, p], tokens[i, p + (2 if y[i] else 3)] = 1, 2
     return F.one_hot(tokens, vocab).float().flatten(1), y
+
+
+def two_rank_trainer(**limits):
+    """A quiet Lightning Trainer of 2 spawned gloo CPU ranks (``limits``: max_steps, max_epochs);
+    tensors are shared between the processes in a way that survives spawning."""
+    import lightning as L
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from seiko.cli_support import use_spawn_safe_sharing
+
+    use_spawn_safe_sharing()
+    return L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **limits)

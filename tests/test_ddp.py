@@ -6,10 +6,9 @@ import copy
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from helpers import two_rank_trainer
 
 from seiko.api import compose, run
-from seiko.cli_support import use_spawn_safe_sharing
 from seiko.diffusion import MaskedDiffusion, SequenceDenoiser
 from seiko.domains import ProteinDomain
 from seiko.finetune import BackpropFinetuner
@@ -33,10 +32,7 @@ def test_ddp_two_cpu_processes_run_one_backprop_finetuning_step():
     finetuner = BackpropFinetuner(denoiser, family, denoiser, denoiser, kl_pretrained=0.01, kl_previous=0.01,
                                   lr=1e-2, batch_size=4, steps=1, objective=RoundObjective(reward, UCB(bonus=1.0), 0, 1.0),
                                   features=domain.features)
-    use_spawn_safe_sharing()
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), max_steps=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = two_rank_trainer(max_steps=1)
     trainer.fit(finetuner)
     assert trainer.world_size == 2 and trainer.state.finished
     after = denoiser.state_dict()  # the spawn launcher returns rank 0's weights to this process

@@ -17,13 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from helpers import two_rank_trainer
 from test_image_domain import PROMPTS, sd_dir, tiny_image  # noqa: F401  (sd_dir: the tiny SD fixture)
 
-from seiko.cli_support import use_spawn_safe_sharing
 from seiko.diffusion.ddim import DDIMDiffusion
 from seiko.distributed import global_rank
 from seiko.finetune import BackpropFinetuner
@@ -127,10 +125,7 @@ def make_finetuner(sd_dir, record_dir, steps: int) -> RecordingBackprop:
 
 def test_two_ranks_average_lora_gradients_and_keep_one_adapter(sd_dir, tmp_path):  # noqa: F811
     finetuner = make_finetuner(sd_dir, tmp_path / "records", steps=2)  # 2 items: one step of one item per rank
-    use_spawn_safe_sharing()
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), max_epochs=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = two_rank_trainer(max_epochs=1)
     trainer.fit(finetuner)
     assert trainer.world_size == 2 and trainer.state.finished
     r0, r1 = (load_records(tmp_path / "records", r) for r in (0, 1))

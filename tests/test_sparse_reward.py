@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import fit_reward, motif_data
+from helpers import fit_reward, motif_data, two_rank_trainer
 from seiko.reward import PairFeatures, SparseLinearRewardModel
 
 V, L, GAPS = 6, 12, 3
@@ -90,18 +90,11 @@ def test_bad_settings_and_unfitted_use_are_refused():
 def test_a_spawned_ddp_fit_hands_the_weights_back():
     """Two spawned CPU ranks fit; this process gets rank 0's weights (a parameter in the
     state_dict) and predicts as a fit in this process does."""
-    import lightning
-    from lightning.pytorch.strategies import DDPStrategy
-
-    from seiko.cli_support import use_spawn_safe_sharing
-
     x, y = pair_data(200, 0)
     local = fit_reward(model(l1=0.01), x, y, 4)
     spawned = model(l1=0.01)
     spawned.set_data(x, y)
-    use_spawn_safe_sharing()
-    lightning.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), max_epochs=4, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(spawned)
+    two_rank_trainer(max_epochs=4).fit(spawned)
     assert spawned.support_size == local.support_size > 0
     with torch.no_grad():
         assert torch.allclose(spawned.predict(x[:20]).mean, local.predict(x[:20]).mean, atol=1e-5)
