@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from seiko.domains.base import Domain, Oracle
-from seiko.image.records import ImageRecord, load_pixels, save_images, to_uint8
+from seiko.image.records import ImageRecord, load_pixels, save_images, tile, to_uint8
 
 
 class ImageDomain(Domain):
@@ -154,14 +154,7 @@ class ImageDomain(Domain):
             return None
         if images.shape[-1] == 1:
             images = np.repeat(images, 3, axis=-1)
-        cols = min(4, len(images))
-        rows = -(-len(images) // cols)
-        h, w = images.shape[1:3]
-        grid = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
-        for i, image in enumerate(images):
-            r, c = divmod(i, cols)
-            grid[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = image
-        return grid
+        return tile(images, columns=min(4, len(images)), gap=2, background=255)
 
     # ------------------------------------------------------------------ the rest of the interface
     def pretraining_data(self, num, generator=None):

@@ -203,13 +203,9 @@ def metrics(pixels: Tensor, labels: Tensor, scorer) -> dict:
 def save_grid(pixels: Tensor, path: Path, columns: int = 16) -> None:
     from PIL import Image
 
-    rows = math.ceil(len(pixels) / columns)
-    size = pixels.shape[-1]
-    grid = torch.zeros(rows * (size + 1) + 1, columns * (size + 1) + 1)
-    for i, image in enumerate(pixels):
-        r, c = divmod(i, columns)
-        grid[1 + r * (size + 1):1 + r * (size + 1) + size, 1 + c * (size + 1):1 + c * (size + 1) + size] = image.mean(0)
-    array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    from seiko.image.records import tile, to_uint8
+
+    array = tile(to_uint8(pixels.mean(1, keepdim=True)), columns, gap=1, border=1)[..., 0]
     Image.fromarray(array).resize((array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST).save(path)
 
 

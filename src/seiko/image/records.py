@@ -47,6 +47,19 @@ def to_uint8(pixels: Tensor) -> np.ndarray:
     return array
 
 
+def tile(images: np.ndarray, columns: int, gap: int, background: int = 0, border: int = 0) -> np.ndarray:
+    """uint8 images [B, H, W, C] in one picture, ``columns`` to a row, ``gap`` pixels apart (and a
+    ``border`` before the first row and column), on ``background``."""
+    count, h, w, channels = images.shape
+    rows = -(-count // columns)
+    grid = np.full((border + rows * (h + gap), border + columns * (w + gap), channels), background, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        top, left = border + r * (h + gap), border + c * (w + gap)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
