@@ -41,7 +41,7 @@ class ImageDomain(Domain):
             self.vae.requires_grad_(False).eval()
         self.oracle = oracle
         self.root: Path | None = None
-        self._embedded: dict[str, Tensor] = {}
+        self._read: dict[str, tuple[Tensor, bool, float]] = {}  # design -> (embedding, file ok, quality)
 
     # ------------------------------------------------------------------ files
     def attach(self, run_dir) -> None:
@@ -87,23 +87,29 @@ class ImageDomain(Domain):
         with torch.no_grad():
             return save_images(pixels, batch.prompts, batch.seeds, self._root())
 
-    def encode(self, designs: Sequence[str]) -> Tensor:
-        """Ledger designs -> their embeddings [B, D] (what the reward model reads); a missing or
-        changed file embeds as zeros (it is also infeasible)."""
-        todo = [d for d in dict.fromkeys(designs) if d not in self._embedded]
+    def _assess(self, designs: Sequence[str]) -> list[tuple[Tensor, bool, float]]:
+        """(embedding, file ok, quality) of each design, its file read and its models run once
+        (cached by the record, which names the file's hash): the loop encodes, screens and
+        measures the same designs. A missing or changed file embeds as zeros and is not ok."""
+        todo = [d for d in dict.fromkeys(designs) if d not in self._read]
         if todo:
             pixels, ok = self.load_pixels(todo)
-            with torch.no_grad():
-                emb = self._embed_pixels(pixels)
+            emb = self._batched(self.embedder, pixels)
             emb[~ok] = 0.0
-            self._embedded.update(zip(todo, emb))
+            quality = self._batched(self.quality, pixels) if self.quality is not None else torch.ones(len(todo))
+            self._read.update(zip(todo, zip(emb, ok.tolist(), quality.tolist())))
+        return [self._read[d] for d in designs]
+
+    @torch.no_grad()
+    def _batched(self, model: nn.Module, pixels: Tensor) -> Tensor:
+        device = next(model.parameters()).device
+        return torch.cat([model(c.to(device)).float().cpu() for c in pixels.split(self.batch_size)])
+
+    def encode(self, designs: Sequence[str]) -> Tensor:
+        """Ledger designs -> their embeddings [B, D] (what the reward model reads)."""
         if not designs:
             return torch.zeros(0, 0)
-        return torch.stack([self._embedded[d] for d in designs])
-
-    def _embed_pixels(self, pixels: Tensor) -> Tensor:
-        device = next(self.embedder.parameters()).device
-        return torch.cat([self.embedder(c.to(device)).float().cpu() for c in pixels.split(self.batch_size)])
+        return torch.stack([emb for emb, _, _ in self._assess(designs)])
 
     def embed(self, designs: Tensor) -> Tensor:
         return designs  # ``encode`` already gave embeddings
@@ -117,22 +123,18 @@ class ImageDomain(Domain):
         """Bool [B] for pixels [B, C, H, W] in [0, 1]: quality >= threshold (all, without a model)."""
         if self.quality is None:
             return torch.ones(pixels.shape[0], dtype=torch.bool)
-        return self.quality_of(pixels) >= self.quality_threshold
-
-    @torch.no_grad()
-    def quality_of(self, pixels: Tensor) -> Tensor:
-        device = next(self.quality.parameters()).device
-        return torch.cat([self.quality(c.to(device)).float().cpu() for c in pixels.split(self.batch_size)])
+        return self._batched(self.quality, pixels) >= self.quality_threshold
 
     def feasible_designs(self, designs: Sequence[str]) -> Tensor:
-        pixels, ok = self.load_pixels(designs)
-        return ok & self.is_feasible(pixels) if len(designs) else ok
+        """The file is there unchanged and, with a quality model, the image passes it."""
+        return torch.tensor([ok and (self.quality is None or q >= self.quality_threshold)
+                             for _, ok, q in self._assess(designs)], dtype=torch.bool)
 
     def metrics(self, designs: Sequence[str]) -> dict[str, float]:
         if self.quality is None or not designs:
             return {}
-        pixels, ok = self.load_pixels(designs)
-        return {"quality": float(self.quality_of(pixels[ok]).mean()) if ok.any() else float("nan")}
+        quality = [q for _, ok, q in self._assess(designs) if ok]
+        return {"quality": float(np.mean(quality)) if quality else float("nan")}
 
     def diversity(self, designs: Sequence[str]) -> float:
         """Mean pairwise cosine distance of the images' embeddings."""
