@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from seiko.domains.base import Domain, Oracle
+from seiko.image.oracles import batched
 from seiko.image.records import ImageRecord, load_pixels, save_images, tile, to_uint8
 
 
@@ -100,10 +101,8 @@ class ImageDomain(Domain):
             self._read.update(zip(todo, zip(emb, ok.tolist(), quality.tolist())))
         return [self._read[d] for d in designs]
 
-    @torch.no_grad()
     def _batched(self, model: nn.Module, pixels: Tensor) -> Tensor:
-        device = next(model.parameters()).device
-        return torch.cat([model(c.to(device)).float().cpu() for c in pixels.split(self.batch_size)])
+        return batched(model, pixels, self.batch_size, next(model.parameters()).device)
 
     def encode(self, designs: Sequence[str]) -> Tensor:
         """Ledger designs -> their embeddings [B, D] (what the reward model reads)."""

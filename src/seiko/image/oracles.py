@@ -14,6 +14,14 @@ import torch
 from torch import Tensor, nn
 
 
+@torch.no_grad()
+def batched(model: nn.Module, pixels: Tensor, batch_size: int, device) -> Tensor:
+    """``model`` on ``pixels`` in chunks of ``batch_size`` on ``device``, without gradients; the
+    outputs ([B] or [B, D]) on the CPU, empty when there are no pixels."""
+    out = [model(chunk.to(device)).float().cpu() for chunk in pixels.split(batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 class ImageScoreOracle:
     """Labels = ``scorer(pixels)`` (+ noise): ``scorer`` maps [B, C, H, W] in [0, 1] to [B]."""
 
@@ -35,8 +43,7 @@ class ImageScoreOracle:
     @torch.no_grad()
     def score_pixels(self, pixels: Tensor) -> np.ndarray:
         self.scorer.to(self.device)
-        out = [self.scorer(chunk.to(self.device)).float().cpu() for chunk in pixels.split(self.batch_size)]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+        return batched(self.scorer, pixels, self.batch_size, self.device).numpy().astype(np.float64)
 
     def __call__(self, designs: Sequence[str]) -> list[float]:
         if self.load is None:
