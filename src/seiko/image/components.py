@@ -52,7 +52,7 @@ def quiet() -> None:
 def load_parts(model: str, local_files_only: bool = False, vae: bool = True) -> Parts:
     """Every part from a diffusers folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
     ``scheduler/``) or a hub id; a model that cannot be had is one line naming ``domain.model``."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     quiet()
@@ -63,8 +63,6 @@ def load_parts(model: str, local_files_only: bool = False, vae: bool = True) -> 
                           f"has unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", local_files_only=local_files_only)
-        autoencoder = AutoencoderKL.from_pretrained(source, subfolder="vae", local_files_only=local_files_only) \
-            if vae and (not where.exists() or (where / "vae").is_dir()) else None
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", local_files_only=local_files_only)
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=local_files_only)
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=local_files_only)
@@ -72,7 +70,7 @@ def load_parts(model: str, local_files_only: bool = False, vae: bool = True) -> 
         reason = " ".join(str(err).split())[:300]
         raise ConfigError(f"domain.model: cannot load Stable Diffusion from {model!r} (not a diffusers folder here, "
                           f"and the hub did not give it: {reason})") from err
-    return Parts(unet, autoencoder, text_encoder, tokenizer, scheduler)
+    return Parts(unet, load_vae(model, local_files_only) if vae else None, text_encoder, tokenizer, scheduler)
 
 
 def save_parts(parts: Parts, directory: str | Path) -> Path:
