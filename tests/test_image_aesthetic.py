@@ -209,20 +209,25 @@ def test_oracle_scores_the_saved_pngs(embedder, mlp, tmp_path):
     np.testing.assert_allclose(values[[0, 1, 2, 4]], direct[[0, 1, 2, 4]], atol=1e-5, rtol=0)
 
 
-def test_oracle_noise_has_the_asked_std_and_follows_the_seed(embedder, mlp, tmp_path):
+def test_oracle_noise_has_the_asked_std_and_follows_the_seed_and_the_design(embedder, mlp, tmp_path):
     design = records.save_images(_images(1, seed=3), ["a cat"], [0], tmp_path)[0]
-    designs = [design] * 1500
+    record = records.ImageRecord.from_text(design)
+    # 1500 designs of the same picture (records differing in their noise seed): one clean score
+    designs = [records.ImageRecord(record.image, record.sha256, record.prompt, i).to_text() for i in range(1500)]
     domain = FakeDomain(tmp_path)
-    clean = AestheticOracle.from_parts(embedder, mlp, noise_std=0.0, device="cpu").bind(domain)([design])[0]
-    labels = np.asarray(AestheticOracle.from_parts(embedder, mlp, noise_std=0.1, seed=7, batch_size=500,
-                                                   device="cpu").bind(domain)(designs))
+
+    def oracle(std, seed, **kw):
+        return AestheticOracle.from_parts(embedder, mlp, noise_std=std, seed=seed, device="cpu", **kw).bind(domain)
+
+    clean = oracle(0.0, 0)([design])[0]
+    labels = np.asarray(oracle(0.1, 7, batch_size=500)(designs))
     assert labels.std() == pytest.approx(0.1, abs=0.008)  # std error ~0.002
     assert labels.mean() == pytest.approx(clean, abs=0.01)
-    again = AestheticOracle.from_parts(embedder, mlp, noise_std=0.1, seed=7, batch_size=500,
-                                       device="cpu").bind(domain)(designs)
-    np.testing.assert_array_equal(labels, again)
-    other = AestheticOracle.from_parts(embedder, mlp, noise_std=0.1, seed=8, batch_size=500,
-                                       device="cpu").bind(domain)(designs[:10])
+    # a design's noise depends on (seed, design) only: another instance (a resumed run), another
+    # batch size, another order or a subset give each design the same label
+    again = oracle(0.1, 7, batch_size=64)(designs[::-1][:300])
+    np.testing.assert_array_equal(labels[::-1][:300], again)
+    other = oracle(0.1, 8, batch_size=500)(designs[:10])
     assert not np.allclose(labels[:10], other)
 
 

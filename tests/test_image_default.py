@@ -111,8 +111,11 @@ def test_digits_oracle_reads_images(tmp_path):
     values = np.array(oracle(broken))
     assert np.allclose(values[:2], expected[:2]) and np.isnan(values[2:]).all()
     noisy = DigitsOracle(noise_std=0.05, seed=1).bind(FakeDomain(tmp_path))
-    draws = np.array([noisy(designs) for _ in range(200)]) - expected
-    assert abs(draws.std() - 0.05) < 0.005 and abs(draws.mean()) < 0.005
+    draws = np.array([noisy(designs) for _ in range(3)]) - expected
+    assert (draws == draws[0]).all() and np.abs(draws).max() < 0.25  # one draw a design, whoever asks
+    shifted = [d.replace('"seed": ', '"seed": 9') for d in designs]  # same pictures, other designs
+    assert not np.allclose(np.array(DigitsOracle(noise_std=0.05, seed=1).bind(FakeDomain(tmp_path))(shifted)),
+                           draws[0] + expected)
     with pytest.raises(RuntimeError):
         DigitsOracle()(designs)
 

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seiko import sharding
-from seiko.checkpoint import save_policy
+from seiko.checkpoint import load_weights, read_spec, save_policy
 from seiko.cli_support import CONFIG_DIR, build_trainer
 from seiko.policy import DiffusionPolicy
 
@@ -65,6 +65,9 @@ def pretrain(cfg: DictConfig) -> dict:
                              **OmegaConf.to_container(cfg.pretrain, resolve=True))
     spec = {"denoiser": denoiser_cfg, "family": family_cfg,
             "problem": OmegaConf.to_container(cfg.domain.problem, resolve=True)}
+    if cfg.get("init"):  # continue an earlier pretraining: its weights, a fresh schedule (and data stream, by seed)
+        load_weights(policy.denoiser, cfg.init)
+        spec["init"] = {"path": str(cfg.init), "pretrain": read_spec(cfg.init).get("pretrain")}
     check = FeasibilityCheck(domain, spec, cfg.out, cfg.eval_every) if cfg.eval_every else None
     callbacks = [_callback(check)] if check else []
     trainer = build_trainer(cfg.trainer, max_steps=cfg.max_steps, logger_dir=cfg.log_dir, name="pretrain",

@@ -4,6 +4,12 @@
 fine-tuning) through the same embedding. Position embeddings start at std 0.5: at 0.02 the
 model learned nothing in design.md's measurements. A convolution in each block gives every
 position its neighbours directly, which is what a Markov-chain feasibility constraint needs.
+
+``causal=True`` makes the output at position j depend on the inputs before j only (the input is
+shifted right behind the mask embedding; the convolutions and attention look left). Under a
+left-to-right unmasking order the leftmost masked position then sees exactly the clean prefix,
+and one pass over a clean design trains every conditional the sampler uses (teacher forcing);
+the bidirectional denoiser under the same order gets about one useful prediction a row.
 """
 from __future__ import annotations
 
@@ -15,13 +21,15 @@ from torch import Tensor, nn
 
 class SequenceDenoiser(nn.Module):
     def __init__(self, vocab_size: int, length: int, d_model: int = 128, num_layers: int = 3,
-                 num_heads: int = 4, conv_kernel: int = 5, dropout: float = 0.0, pos_init_std: float = 0.5):
+                 num_heads: int = 4, conv_kernel: int = 5, dropout: float = 0.0, pos_init_std: float = 0.5,
+                 causal: bool = False):
         super().__init__()
-        self.vocab_size, self.length = vocab_size, length
+        self.vocab_size, self.length, self.causal, self.conv_kernel = vocab_size, length, causal, conv_kernel
         self.embed = nn.Embedding(vocab_size + 1, d_model)  # last id = mask
         self.pos = nn.Parameter(torch.randn(length, d_model) * pos_init_std)
         self.convs = nn.ModuleList(
-            nn.Conv1d(d_model, d_model, conv_kernel, padding=conv_kernel // 2) for _ in range(num_layers))
+            nn.Conv1d(d_model, d_model, conv_kernel, padding=0 if causal else conv_kernel // 2)
+            for _ in range(num_layers))
         self.conv_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(num_layers))
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, num_heads, 4 * d_model, dropout, batch_first=True,
@@ -32,10 +40,18 @@ class SequenceDenoiser(nn.Module):
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         """Logits [B, L, V] of the clean token at every position."""
         h = x @ self.embed.weight if x.is_floating_point() else self.embed(x)
+        mask = None
+        if self.causal:  # position j reads the tokens before j: shift right behind the mask embedding
+            start = self.embed.weight[self.vocab_size].expand(h.shape[0], 1, -1)
+            h = torch.cat([start, h[:, :-1]], 1)
+            mask = nn.Transformer.generate_square_subsequent_mask(h.shape[1], device=h.device, dtype=h.dtype)
         h = h + self.pos
         for conv, norm, block in zip(self.convs, self.conv_norms, self.blocks):
-            h = h + conv(norm(h).transpose(1, 2)).transpose(1, 2)
-            h = block(h)
+            c = norm(h).transpose(1, 2)
+            if self.causal:
+                c = nn.functional.pad(c, (self.conv_kernel - 1, 0))
+            h = h + conv(c).transpose(1, 2)
+            h = block(h, src_mask=mask, is_causal=self.causal) if self.causal else block(h)
         return self.head(self.norm(h))
 
 

@@ -11,6 +11,12 @@ step the chain is an autoregressive sampler, for representations read left to ri
 ring or branch token counts atoms back from where it stands, so a token drawn before the atoms
 it counts is a guess). ``suffix_share`` of the training batches then mask a suffix rather than a
 random subset: the states that order visits. Fills (``infill``) keep a random order either way.
+
+``causal=True`` (with a causal denoiser, ``SequenceDenoiser(causal=True)``, and only with
+``order="left_to_right"``) is the autoregressive special case trained as such: the loss is the
+teacher-forced cross-entropy of every position given the ones before it, which is the
+left-to-right bound with every prefix at once, and fills run left to right, each conditioned on
+what lies before it (a causal denoiser cannot read the right context).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ class MaskedDiffusion(NoiseFamily):
     ORDERS = ("random", "left_to_right")
 
     def __init__(self, vocab_size: int, length: int, num_steps: int | None = None, order: str = "random",
-                 suffix_share: float = 0.0):
+                 suffix_share: float = 0.0, causal: bool = False):
         num_steps = length if num_steps is None else num_steps
         if not 1 <= num_steps <= length:
             raise ValueError(f"num_steps must be in [1, length={length}], got {num_steps}")
@@ -35,7 +41,9 @@ class MaskedDiffusion(NoiseFamily):
         if not 0.0 <= suffix_share <= 1.0:
             raise ValueError(f"domain.family.suffix_share must be in [0, 1], got {suffix_share!r}")
         self.vocab_size, self.length, self.num_steps = vocab_size, length, num_steps
-        self.order, self.suffix_share = order, float(suffix_share)
+        if causal and order != "left_to_right":
+            raise ValueError(f"domain.family.causal needs order='left_to_right', got {order!r}")
+        self.order, self.suffix_share, self.causal = order, float(suffix_share), bool(causal)
         self.mask_id = vocab_size
         base, extra = divmod(length, num_steps)
         self.unmask_counts = [base + (1 if i < extra else 0) for i in range(num_steps)]
@@ -106,7 +114,11 @@ class MaskedDiffusion(NoiseFamily):
             state = tokens[start:start + chunk].masked_fill(masks[start:start + chunk], self.mask_id)
             for left in range(int(masks[start:start + chunk].sum(-1).max()), 0, -1):
                 masked = state == self.mask_id
-                pick = torch.rand(masked.shape, generator=generator, device=state.device).masked_fill(~masked, -1.0)
+                if self.causal:  # the leftmost masked position: its prefix is clean
+                    pick = -torch.arange(masked.shape[-1], device=state.device, dtype=torch.float).expand(masked.shape)
+                    pick = pick.masked_fill(~masked, -float(masked.shape[-1]) - 1.0)
+                else:
+                    pick = torch.rand(masked.shape, generator=generator, device=state.device).masked_fill(~masked, -1.0)
                 update = torch.zeros_like(masked).scatter_(-1, pick.argmax(-1, keepdim=True), True) & masked
                 # the time of the chain's step with ``left`` masks to go (masked denoisers read it from the masks)
                 time = self.model_time(max(self.num_steps - left, 0), len(state), state.device)
@@ -120,6 +132,9 @@ class MaskedDiffusion(NoiseFamily):
         Returned per position (nats), so a perfect model reaches the data's entropy rate.
         """
         batch, length = x0.shape
+        if self.causal:  # teacher forcing: a causal denoiser's output at j reads x0 before j only
+            logits = model(x0, self.model_time(0, batch, x0.device))
+            return F.cross_entropy(logits.transpose(1, 2), x0)
         k = torch.randint(1, length + 1, (batch, 1), generator=generator, device=x0.device)
         ranks = torch.rand(x0.shape, generator=generator, device=x0.device).argsort(-1).argsort(-1)
         if self.suffix_share > 0:  # these rows rank positions right to left: their last k are masked

@@ -4,9 +4,15 @@ The ledger holds image records (``seiko.image.records``), not pixels; an image o
 them through the domain it is bound to (``bind``, called when the run is built), so it finds the
 files wherever the run folder lives. A missing or changed file scores NaN (infeasible), never
 a crash. ``noise_std`` adds Gaussian label noise, as the paper's noisy aesthetic oracle does.
+
+The noise of a design is drawn from a generator keyed on (``seed``, the design's record), not
+from one stream: a resumed run, a rank that scores a shard, or a batch in another order gives
+every design the noise it would have had in one uninterrupted run (a stream restarted on resume
+repeated the first round's noise on the next round's designs).
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -32,7 +38,7 @@ class ImageScoreOracle:
         self.scorer = scorer.eval().requires_grad_(False)
         self.noise_std, self.batch_size = float(noise_std), int(batch_size)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
         self.load: Callable[[Sequence[str]], tuple[Tensor, Tensor]] | None = None
 
     def bind(self, domain) -> "ImageScoreOracle":
@@ -45,6 +51,11 @@ class ImageScoreOracle:
         self.scorer.to(self.device)
         return batched(self.scorer, pixels, self.batch_size, self.device).numpy().astype(np.float64)
 
+    def noise(self, design: str) -> float:
+        """A standard normal draw that depends only on (``seed``, ``design``)."""
+        key = hashlib.sha256(f"{self.seed}\n{design}".encode()).digest()
+        return float(np.random.default_rng(int.from_bytes(key[:8], "little")).standard_normal())
+
     def __call__(self, designs: Sequence[str]) -> list[float]:
         if self.load is None:
             raise RuntimeError("an image oracle reads the run's image files: bind it to the domain first "
@@ -54,6 +65,7 @@ class ImageScoreOracle:
         if ok.any():
             scores = self.score_pixels(pixels[ok])
             if self.noise_std > 0:
-                scores = scores + self.rng.normal(0.0, self.noise_std, size=scores.shape)
+                kept = [d for d, good in zip(designs, ok.tolist()) if good]
+                scores = scores + self.noise_std * np.array([self.noise(d) for d in kept])
             values[ok.numpy()] = scores
         return values.tolist()
