@@ -159,3 +159,53 @@ def test_the_papers_experiment_composes_with_its_settings():
     assert family.shape == (4, 64, 64) and len(family.timesteps) == 50
     prompts = family.prompts.draw(200, torch.Generator().manual_seed(0), "query")
     assert 10 < sum(p.startswith("A stunning beautiful oil painting") for p in prompts) < 70
+    assert cfg.device == "cuda"  # its queries are sampled on the GPU, not where Lightning leaves the policy
+
+
+def test_sampling_device_is_checked_in_one_line(monkeypatch):
+    from seiko.build import sampling_device
+    from seiko.config import ConfigError
+
+    assert sampling_device(compose(["domain=image"])) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device=cuda: this machine has no CUDA device"):
+        sampling_device(compose(["experiment=aesthetic_sd15"]))
+    with pytest.raises(ConfigError, match="device: cpu or cuda"):
+        sampling_device(compose(["device=tpu"]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sampling_device(compose(["experiment=aesthetic_sd15"])) == "cuda"
+    with pytest.raises(ConfigError, match="edits and restarts"):
+        sampling_device(compose(["experiment=ehrlich_seiko", "device=cuda"]))
+
+
+def test_a_records_seed_and_the_policy_that_drew_it_replay_its_whole_trajectory(sd_dir, tmp_path):
+    from seiko.build import build_loop
+    from seiko.diffusion import sample
+
+    loop = build_loop(compose(tiny_image(sd_dir, "strategy=ucb", "logger=none")), tmp_path)
+    policy, family = loop.method.denoiser.eval(), loop.method.family
+    drawn = sample(policy, family, 3, torch.Generator().manual_seed(5), trajectory=True)
+    records = loop.domain.decode(family.finish(drawn.final, drawn.context))
+    replayed = family.trajectory_of(loop.domain.chain_inputs(records), model=policy)
+    assert [r for r in replayed.context.prompts] == drawn.context.prompts
+    for a, b in zip(replayed.states, drawn.states):  # every state, not only the image
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(replayed.log_probs, drawn.log_probs, atol=1e-3, rtol=1e-5)
+    # another seed is another trajectory; another policy replays the same seed elsewhere
+    other = family.trajectory_of(family.start(3, torch.Generator().manual_seed(6))[1], model=policy)
+    assert not torch.allclose(other.final, drawn.final)
+    with pytest.raises(ValueError, match="model="):
+        family.trajectory_of(replayed.context)
+
+
+def test_online_ppo_trains_the_adapter_on_the_replayed_trajectories_of_its_labels(sd_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    summary = run(compose(tiny_image(sd_dir, "strategy=online_ppo", "strategy.minibatch=3", "logger=none",
+                                     "eval.num_samples=0")), tmp_path)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.completed_rounds() == [0, 1] and len(ledger.queries(labelled=True)) == 12
+    history = summary["history"] if "history" in summary else json.loads((tmp_path / "summary.json").read_text())["history"]
+    assert all(np.isfinite(h["finetune/reward"]) and h["finetune/kl_previous"] >= 0 for h in history)
+    saved = load_file(str(tmp_path / "checkpoints" / "round_0.safetensors"))
+    assert any(float(v.abs().max()) > 0 for k, v in saved.items() if "lora_B" in k)  # PPO moved the adapter

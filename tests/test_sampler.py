@@ -104,6 +104,11 @@ def test_trajectory_of_ends_at_tokens():
         assert torch.equal(sel.sum(-1), torch.full((20,), fam.unmask_counts[step]))
         assert torch.equal(states[step + 1][sel], tokens[sel])
         assert torch.equal(states[step + 1][~sel], states[step][~sel])
+    # with a model: the same path as a Trajectory, with that model's log-probs of its steps
+    model = torch.nn.Sequential(torch.nn.Embedding(7, 6))
+    traj = fam.trajectory_of(tokens, gen(4), model=lambda x, t: model(x))
+    assert all(torch.equal(a, b) for a, b in zip(traj.states, states)) and traj.log_probs.shape == (fam.num_steps, 20)
+    assert torch.isfinite(traj.log_probs).all() and (traj.log_probs <= 0).all()
 
 
 def test_sample_leaves_no_mask():

@@ -87,21 +87,41 @@ def constrain_support(cfg: DictConfig, denoiser, family, spec: dict):
                                          "reference": spec["denoiser"], "eps": eps})
 
 
+def sampling_device(cfg: DictConfig) -> str:
+    """``device``: where the policy samples its queries and evaluation designs (fits run where
+    ``trainer`` puts them). Edits and restarts score token moves on the CPU, so they need it there."""
+    import torch
+
+    device = str(cfg.get("device", "cpu"))
+    if device == "cpu":
+        return device
+    if not device.startswith("cuda"):
+        raise ConfigError(f"device: cpu or cuda[:N], got {device!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: this machine has no CUDA device (device=cpu samples on the CPU)")
+    edits = cfg.get("edits", {})
+    if float(edits.get("fraction", 0) or 0) > 0 or float(edits.get("restarts", 0) or 0) > 0:
+        raise ConfigError(f"device={device}: edits and restarts (edits.fraction, edits.restarts) run on the CPU; "
+                          f"use device=cpu with them")
+    return device
+
+
 def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path):
     method = cfg.strategy.method
+    device = sampling_device(cfg)
     if method in ("genetic", "holo_ga") and domain.vocab_size < 1:
         raise ConfigError(f"strategy={method} mutates tokens; domain={domain.name} designs are not token sequences "
                           f"(use best_of_n, non_adaptive, greedy, ucb, bootstrap or ts)")
     if method == "online_ppo" and not hasattr(family, "trajectory_of"):
         raise ConfigError(f"strategy=online_ppo needs the sampling trajectory of every labelled design, which "
                           f"{type(family).__name__} cannot rebuild from a design; it is not available for "
-                          f"domain={domain.name} yet")
+                          f"domain={domain.name}")
     if method == "best_of_n":
-        return DiffusionMethod(denoiser, family, spec, single_round=True)
+        return DiffusionMethod(denoiser, family, spec, single_round=True, device=device)
     if method == "holo_ga":
         from seiko.holo_ga import HoloEvolutionMethod
 
-        return HoloEvolutionMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size, domain.length,
+        return HoloEvolutionMethod(DiffusionMethod(denoiser, family, spec, device=device), domain.vocab_size, domain.length,
                                    cfg.strategy.mutation_prob, cfg.strategy.recombine_prob,
                                    cfg.strategy.survival_quantile, seed=cfg.seed)
     if method == "mol_ga":
@@ -112,7 +132,7 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                               f"molecules (use strategy=genetic or holo_ga)")
         return MolGAMethod(domain, cfg.strategy.population_size, cfg.strategy.frac_mutate)
     if method == "genetic":
-        return GeneticMethod(DiffusionMethod(denoiser, family, spec), domain.vocab_size,
+        return GeneticMethod(DiffusionMethod(denoiser, family, spec, device=device), domain.vocab_size,
                              cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)
     denoiser, spec = constrain_support(cfg, denoiser, family, spec)
     finetune_factory = instantiate(cfg.finetune.module)
@@ -123,9 +143,10 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
     clip = {"gradient_clip_val": cfg.finetune.grad_clip} if cfg.finetune.get("grad_clip") else {}
     fit_policy = partial(_fit, cfg, out_dir, "finetune", max_epochs=1, **clip)
     if method == "online_ppo":
-        return OnlinePPOMethod(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
+        return OnlinePPOMethod(denoiser, family, spec, domain=domain, finetune_factory=finetune_factory,
+                               fit_policy=fit_policy,
                                infeasible_value=cfg.reward.infeasible_value, minibatch=cfg.strategy.minibatch,
-                               seed=cfg.seed)
+                               seed=cfg.seed, device=device)
     if method != "seiko":
         raise ConfigError(f"strategy.method: unknown method {method!r}")
     edits = edit_settings(cfg, family)
@@ -143,7 +164,7 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
                        acquisition=acquisition, finetune_factory=finetune_factory, fit_reward=fit_reward,
                        fit_policy=fit_policy, infeasible_value=cfg.reward.infeasible_value,
                        single_round=getattr(acquisition, "rounds", "schedule") == "single", seed=cfg.seed,
-                       log_floor=cfg.reward.get("log_floor"), **edits)
+                       log_floor=cfg.reward.get("log_floor"), device=device, **edits)
 
 
 def edit_settings(cfg: DictConfig, family) -> dict:

@@ -167,6 +167,7 @@ class FeedbackLoop:
         wait_for(lambda: self.ledger.round_stage(round) in ("labelled", "fitted", "finetuned"),
                  f"the labels of round {round}")
         designs, values, rounds = self._labels()
+        self.method.observe(designs, values, rounds)
         return self.method.update(round, self.domain.encode(designs), values, rounds == round)
 
     def evaluate(self, round: int, designs: list[str], values: np.ndarray, rounds: np.ndarray) -> dict:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from seiko.checkpoint import save_policy
 from seiko.config import INFEASIBLE_RULE
-from seiko.diffusion import SupportConstrained, Trajectory, sample, trajectory_log_probs
+from seiko.diffusion import SupportConstrained, sample
 
 
 class Method(ABC):
@@ -72,16 +72,19 @@ class DiffusionMethod(Method):
 
     name = "best_of_n"
 
-    def __init__(self, denoiser: nn.Module, family, spec: dict, single_round: bool = True):
+    def __init__(self, denoiser: nn.Module, family, spec: dict, single_round: bool = True, device: str = "cpu"):
         self.denoiser, self.family, self.spec = denoiser, family, spec
         self.pretrained = kl_reference(denoiser, "pretrained")
-        self.single_round = single_round
+        self.single_round, self.device = single_round, torch.device(device)
 
     def propose(self, round, num, generator):
         """Samples of the policy; round -1 (evaluation) draws them for evaluation (a conditional
-        family's evaluation prompts and fixed seeds)."""
-        self.denoiser.eval()
-        return sample(self.denoiser, self.family, num, generator, purpose="evaluate" if round < 0 else "query")
+        family's evaluation prompts and fixed seeds). On ``device`` (config ``device``): each fit
+        hands the policy back on the CPU (Lightning's teardown), and Stable Diffusion's queries
+        would take hours there."""
+        self.denoiser.to(self.device).eval()
+        return sample(self.denoiser, self.family, num, generator, purpose="evaluate" if round < 0 else "query",
+                      device=self.device)
 
     def save(self, round, directory):
         path = save_policy(Path(directory) / f"round_{round}.safetensors", self.denoiser, self.spec)
@@ -99,8 +102,8 @@ class FinetunedMethod(DiffusionMethod):
     """A diffusion policy fine-tuned every round, with the previous round's policy as KL reference."""
 
     def __init__(self, denoiser, family, spec, *, finetune_factory: Callable, fit_policy: Callable,
-                 single_round: bool = False, seed: int = 0):
-        super().__init__(denoiser, family, spec, single_round)
+                 single_round: bool = False, seed: int = 0, device: str = "cpu"):
+        super().__init__(denoiser, family, spec, single_round, device)
         self.finetune_factory, self.fit_policy, self.seed = finetune_factory, fit_policy, seed
         self.previous = kl_reference(denoiser, "previous")
 
@@ -213,9 +216,9 @@ class SeikoMethod(FinetunedMethod):
                  infeasible_value: float | None = 0.0, single_round: bool = False, seed: int = 0,
                  edit_fraction: float = 0.0, edit_eps: float = 1e-3, edit_steps: int = 1,
                  edit_restarts: float = 0.0, edit_per_restart: int = 1, edit_blocks: int = 0,
-                 edit_focus: float = 1.0, edit_moves=None, log_floor: float | None = None):
+                 edit_focus: float = 1.0, edit_moves=None, log_floor: float | None = None, device: str = "cpu"):
         super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy,
-                         single_round=single_round, seed=seed)
+                         single_round=single_round, seed=seed, device=device)
         self.name = getattr(acquisition, "name", type(acquisition).__name__).lower()
         self.domain, self.reward_factory, self.acquisition = domain, reward_factory, acquisition
         self.fit_reward, self.infeasible_value = fit_reward, infeasible_value
@@ -332,28 +335,37 @@ class SeikoMethod(FinetunedMethod):
 
 
 class OnlinePPOMethod(FinetunedMethod):
-    """Baseline: the true labels of each round's samples go straight into PPO; no reward model."""
+    """Baseline: the true labels of each round's samples go straight into PPO; no reward model.
+
+    PPO needs each labelled design's sampling trajectory. It is rebuilt from the ledger's design
+    (``domain.chain_inputs``) by the family (``trajectory_of``): a fresh unmasking order for
+    tokens, a replay of the recorded seed by the policy that drew it for images; so a resumed
+    run or a lab's imported labels train it as an uninterrupted run would.
+    """
 
     name = "online_ppo"
 
-    def __init__(self, denoiser, family, spec, *, finetune_factory: Callable, fit_policy: Callable,
-                 infeasible_value: float = 0.0, minibatch: int = 32, seed: int = 0):
-        super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy, seed=seed)
-        self.infeasible_value, self.minibatch = infeasible_value, minibatch
+    def __init__(self, denoiser, family, spec, *, domain, finetune_factory: Callable, fit_policy: Callable,
+                 infeasible_value: float = 0.0, minibatch: int = 32, seed: int = 0, device: str = "cpu"):
+        super().__init__(denoiser, family, spec, finetune_factory=finetune_factory, fit_policy=fit_policy, seed=seed,
+                         device=device)
+        self.domain, self.infeasible_value, self.minibatch = domain, infeasible_value, minibatch
+        self.texts: list[str] = []
+
+    def observe(self, designs, values, rounds):
+        self.texts = list(designs)
 
     def update(self, round, designs, values, round_mask):
-        tokens = designs[torch.from_numpy(round_mask)]
+        if len(self.texts) != len(values):
+            raise RuntimeError("online PPO reads the ledger's designs: observe() them before update()")
+        inputs = self.domain.chain_inputs([t for t, m in zip(self.texts, round_mask) if m])
         rewards = torch.as_tensor(impute(values[round_mask], self.infeasible_value)[0], dtype=torch.float32)
         generator = torch.Generator().manual_seed(self.seed * 7919 + round)
-        rollouts, labels = [], []
-        for chunk, r in zip(tokens.split(self.minibatch), rewards.split(self.minibatch)):
-            states, selections = self.family.trajectory_of(chunk, generator)
-            traj = Trajectory(states, selections, torch.zeros(self.family.num_steps, len(chunk)))
-            with torch.no_grad():
-                traj.log_probs = trajectory_log_probs(self.previous, self.family, traj)[0]
-            rollouts.append(traj)
-            labels.append(r)
-        return self.finetune(round, rollouts=rollouts, rewards=labels)
+        self.denoiser.to(self.device)
+        self.previous.to(self.device).eval()
+        rollouts = [self.family.trajectory_of(inputs[i:i + self.minibatch], generator, model=self.previous,
+                                              device=self.device) for i in range(0, len(rewards), self.minibatch)]
+        return self.finetune(round, rollouts=rollouts, rewards=list(rewards.split(self.minibatch)))
 
 
 class GeneticMethod(Method):

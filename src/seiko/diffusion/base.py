@@ -29,6 +29,12 @@ class NoiseFamily(ABC):
         """
         return self.prior(batch, generator, device), None
 
+    def start_from(self, context, device=None):
+        """(x_T, context) for a recorded ``context`` (a chain that draws its randomness per
+        sample, from seeds in the context, is replayed by it; others cannot be)."""
+        raise NotImplementedError(f"{type(self).__name__} draws its noise from a shared generator: "
+                                  f"a chain cannot be replayed from its context")
+
     def finish(self, state: Tensor, context):
         """What a finished chain hands the domain's ``decode``: the final state itself, unless
         the chain was conditioned (then the state with its conditioning)."""
@@ -47,8 +53,8 @@ class NoiseFamily(ABC):
         """The step's distribution: a CategoricalStep or GaussianStep."""
 
     @abstractmethod
-    def advance(self, dist, state: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A hard sample of the next state."""
+    def advance(self, dist, state: Tensor, generator: torch.Generator | None = None, context=None) -> Tensor:
+        """A hard sample of the next state (``context``: the chain's, from ``start``)."""
 
     @abstractmethod
     def advance_relaxed(self, dist, state: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:

@@ -13,12 +13,15 @@ alpha to one (``set_alpha_to_one: false``), so sigma_t > 0 at every step and eve
 
 The chain is conditioned: ``start`` draws the prompts (``PromptSet``, by purpose: query,
 train or evaluate) and one seed per sample, whose generator alone draws that sample's initial
-noise, so a record's (prompt, seed) names its starting point. ``finish`` hands the domain the
-final latents with their prompts and seeds (``ImageBatch``).
+noise and then the noise of every one of its steps, so a record's (prompt, seed) and the policy
+that drew it name its whole trajectory: ``trajectory_of`` replays it, which is how online PPO
+gets the trajectories of designs it reads back from the ledger (a trajectory of SD's latents is
+3 MB an image, too much to keep for a round). ``finish`` hands the domain the final latents
+with their prompts and seeds (``ImageBatch``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,14 @@ class Conditioning:
 
     prompts: list[str]
     seeds: list[int]
+    noise: list[torch.Generator] | None = field(default=None, repr=False, compare=False)  # one a sample
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, index: slice) -> "Conditioning":
+        """The samples ``index`` (a slice) as their own conditioning, noise generators fresh."""
+        return Conditioning(self.prompts[index], self.seeds[index])
 
 
 @dataclass
@@ -87,9 +98,32 @@ class DDIMDiffusion(GaussianChain):
             # on the generator's device: the fine-tuner's is the GPU's
             seeds = torch.randint(SEED_RANGE, (batch,), generator=generator,
                                   device=generator.device if generator is not None else None).tolist()
-        noise = torch.stack([torch.randn(self.shape, generator=torch.Generator().manual_seed(s)) for s in seeds]) \
-            if batch else torch.zeros(0, *self.shape)
-        return noise.to(device), Conditioning(prompts, seeds)
+        return self.start_from(Conditioning(prompts, seeds), device)
+
+    def start_from(self, context, device=None):
+        """The initial noise of each (prompt, seed), from a generator of that seed alone, which
+        then draws that sample's step noise (``advance``)."""
+        noise = [torch.Generator().manual_seed(int(s)) for s in context.seeds]
+        state = torch.stack([torch.randn(self.shape, generator=g) for g in noise]) \
+            if noise else torch.zeros(0, *self.shape)
+        return state.to(device), Conditioning(list(context.prompts), list(context.seeds), noise)
+
+    def advance(self, dist, state, generator=None, context=None):
+        """x_{t-1} = mu + sigma z, with each sample's z from its own seed's generator (so a
+        record replays), or from ``generator`` for a chain started without seeds."""
+        if context is None or context.noise is None:
+            return dist.sample(generator)
+        z = torch.stack([torch.randn(self.shape, generator=g) for g in context.noise])
+        return dist.mean + dist.std * z.to(device=state.device, dtype=dist.mean.dtype)
+
+    def trajectory_of(self, context, generator=None, model: nn.Module | None = None, device=None):
+        """The trajectory ``model`` (the policy that drew them) took for each (prompt, seed) of
+        ``context``: the chain replayed on ``device``, with its log-probs under ``model``."""
+        from seiko.diffusion.sampler import sample
+
+        if model is None:
+            raise ValueError("a DDIM trajectory is replayed by the policy that drew it: pass model=")
+        return sample(model, self, len(context), trajectory=True, device=device, context=context)
 
     def prompted(self, prompts: list[str]) -> "DDIMDiffusion":
         """The same chain with every sample drawn for one of ``prompts`` (``seiko sample --prompt``)."""

@@ -20,7 +20,7 @@ class GaussianChain(NoiseFamily):
     def selection(self, state, step, generator=None):
         return None
 
-    def advance(self, dist, state, generator=None):
+    def advance(self, dist, state, generator=None, context=None):
         return dist.sample(generator)
 
     def advance_relaxed(self, dist, state, tau, generator=None):

@@ -72,7 +72,7 @@ class MaskedDiffusion(NoiseFamily):
     def transition(self, output, state, step, selection):
         return CategoricalStep(logits=output, update=selection)
 
-    def advance(self, dist, state, generator=None):
+    def advance(self, dist, state, generator=None, context=None):
         return dist.sample(state, generator)
 
     def advance_relaxed(self, dist, state, tau, generator=None):
@@ -84,12 +84,14 @@ class MaskedDiffusion(NoiseFamily):
     def to_tokens(self, state: Tensor) -> Tensor:
         return state[..., : self.vocab_size].argmax(-1) if state.is_floating_point() else state
 
-    def trajectory_of(self, tokens: Tensor, generator=None) -> tuple[list[Tensor], list[Tensor]]:
-        """A reverse-chain path ending in ``tokens``: states and selections for a random order.
+    def trajectory_of(self, tokens: Tensor, generator=None, model: nn.Module | None = None, device=None):
+        """A reverse-chain path ending in ``tokens`` (a ``Trajectory``, log-probs under ``model``).
 
-        The order of unmasking is independent of the model, so a fresh random order is a
-        trajectory the sampler could have taken: PPO can score designs reloaded from the ledger.
+        The order of unmasking is independent of the model, so a fresh random order (the
+        family's order) is a trajectory the sampler could have taken: PPO can score designs
+        reloaded from the ledger. Without ``model``: the (states, selections) alone.
         """
+        tokens = tokens.to(device) if device is not None else tokens
         state = self.prior(tokens.shape[0], device=tokens.device)
         states, selections = [state], []
         for step in range(self.num_steps):
@@ -97,7 +99,14 @@ class MaskedDiffusion(NoiseFamily):
             state = torch.where(sel, tokens, state)
             states.append(state)
             selections.append(sel)
-        return states, selections
+        if model is None:
+            return states, selections
+        from seiko.diffusion.sampler import Trajectory, trajectory_log_probs
+
+        traj = Trajectory(states, selections, torch.zeros(self.num_steps, len(tokens)))
+        with torch.no_grad():
+            traj.log_probs = trajectory_log_probs(model, self, traj)[0]
+        return traj
 
     @torch.no_grad()
     def infill(self, model: nn.Module, tokens: Tensor, masks: Tensor, generator=None, chunk: int = 4096) -> Tensor:

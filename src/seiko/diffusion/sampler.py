@@ -28,6 +28,11 @@ class Trajectory:
     def final(self) -> Tensor:
         return self.states[-1]
 
+    def to(self, device) -> "Trajectory":
+        move = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return Trajectory([move(s) for s in self.states], [move(s) for s in self.selections],
+                          self.log_probs.to(device), self.context)
+
 
 @dataclass
 class Rollout:
@@ -49,16 +54,21 @@ def _call(model: nn.Module, state: Tensor, time: Tensor, use_checkpoint: bool, c
 
 @torch.no_grad()
 def sample(model: nn.Module, family: NoiseFamily, num: int, generator: torch.Generator | None = None,
-           trajectory: bool = False, device=None, purpose: str = "query"):
+           trajectory: bool = False, device=None, purpose: str = "query", context=None):
     """Draw ``num`` samples (``family.finish`` of the final states); with ``trajectory`` keep
-    every state for PPO. ``purpose``: what they are for (``NoiseFamily.start``)."""
-    state, context = family.start(num, generator, device, purpose)
+    every state for PPO. ``purpose``: what they are for (``NoiseFamily.start``). A recorded
+    ``context`` replays its chains instead (``NoiseFamily.start_from``)."""
+    if context is None:
+        state, context = family.start(num, generator, device, purpose)
+    else:
+        state, context = family.start_from(context, device)
+        num = state.shape[0]
     states, selections, log_probs = [state], [], []
     for step in range(family.num_steps):
         sel = family.selection(state, step, generator)
         out = _call(model, state, family.model_time(step, num, state.device), False, context)
         dist = family.transition(out, state, step, sel)
-        state = family.advance(dist, state, generator)
+        state = family.advance(dist, state, generator, context)
         if trajectory:
             states.append(state)
             selections.append(sel)

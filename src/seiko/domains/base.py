@@ -74,6 +74,11 @@ class Domain(ABC):
 
         return mean_pairwise_hamming(self.encode(designs))
 
+    def chain_inputs(self, designs: Sequence[str]):
+        """What the noise family rebuilds the sampling trajectories of ledger designs from
+        (``trajectory_of``, for online PPO): their tokens, by default."""
+        return self.encode(designs)
+
     def export_columns(self, ids: Sequence[int], designs: Sequence[str], directory) -> dict[str, list[str]]:
         """Extra CSV columns (and files under ``directory``) that a person labelling exported
         designs needs; sequences need none."""

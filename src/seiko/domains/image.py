@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from seiko.diffusion.ddim import Conditioning
 from seiko.domains.base import Domain, Oracle
 from seiko.image.oracles import batched
 from seiko.image.records import ImageRecord, load_pixels, save_images, tile, to_uint8
@@ -112,6 +113,11 @@ class ImageDomain(Domain):
 
     def embed(self, designs: Tensor) -> Tensor:
         return designs  # ``encode`` already gave embeddings
+
+    def chain_inputs(self, designs: Sequence[str]) -> Conditioning:
+        """Each record's (prompt, seed): with the policy that drew it, its whole trajectory."""
+        recs = self.records(designs)
+        return Conditioning([r.prompt for r in recs], [r.seed for r in recs])
 
     def features(self, latents: Tensor) -> Tensor:
         self.embedder.to(latents.device)

@@ -48,7 +48,7 @@ class PPOFinetuner(Finetuner):
 
     def _batch(self, index: int) -> tuple[Trajectory, Tensor]:
         if self.rollouts is not None:
-            return self.rollouts[index], self.rewards[index].to(self.device)
+            return self.rollouts[index].to(self.device), self.rewards[index].to(self.device)
         self.denoiser.eval()
         traj = sample(self.denoiser, self.family, self.batch_size, self.generator(index), trajectory=True,
                       device=self.device, purpose="train")
