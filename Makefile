@@ -47,7 +47,7 @@ pretrain: install
 # Rebuilds src/seiko/assets/molecule_moses_selfies_l56.safetensors (MOSES as SELFIES, left to right; on one
 # CPU thread ~0.6-0.9 s a step; trainer=gpu on a GPU). The committed one stopped early: docs/molecule-benchmark.md.
 pretrain-molecule: install
-	$(PY) -m seiko.pretrain domain=molecule max_steps=9000 eval_every=1000 trainer.enable_progress_bar=false
+	$(PY) -m seiko.pretrain domain=molecule max_steps=8000 eval_every=1000 trainer.enable_progress_bar=false
 
 # Rebuilds src/seiko/assets/image_digits/ (the CPU image default: a small text-to-image UNet on scikit-learn's
 # digits and its frozen scorer; ~34 min on one CPU thread): docs/image-default.md.

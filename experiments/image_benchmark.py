@@ -25,9 +25,9 @@ import numpy as np
 
 from bench_common import say, table_row, write_results
 
-# a method: (strategy, extra overrides); online_ppo and the token GAs do not apply to images
+# a method: (strategy, extra overrides); the token GAs do not apply to images
 METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []), "greedy": ("greedy", []),
-           "ucb": ("ucb", []), "bootstrap": ("bootstrap", []), "ts": ("ts", [])}
+           "ucb": ("ucb", []), "bootstrap": ("bootstrap", []), "ts": ("ts", []), "online_ppo": ("online_ppo", [])}
 
 
 def overrides(method: str, seed: int, per_round: list[int], extra: list[str]) -> list[str]:
