@@ -44,8 +44,8 @@ CHAIN ?= 0
 pretrain: install
 	$(PY) -m seiko.pretrain domain.seed=$(CHAIN) max_steps=20000 eval_every=1000 trainer.enable_progress_bar=false
 
-# Rebuilds src/seiko/assets/molecule_moses_selfies_l56.safetensors (MOSES as SELFIES, left to right; on one
-# CPU thread ~0.6-0.9 s a step; trainer=gpu on a GPU). The committed one stopped early: docs/molecule-benchmark.md.
+# Rebuilds src/seiko/assets/molecule_moses_selfies_l56.safetensors (MOSES as SELFIES, left to right, causal
+# denoiser; 84 min on one CPU thread; trainer=gpu on a GPU): docs/molecule-benchmark.md, 'Pretraining'.
 pretrain-molecule: install
 	$(PY) -m seiko.pretrain domain=molecule max_steps=8000 eval_every=1000 trainer.enable_progress_bar=false
 

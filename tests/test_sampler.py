@@ -94,7 +94,9 @@ def test_selection_is_uniform_over_masked_positions():
 def test_trajectory_of_ends_at_tokens():
     fam = MaskedDiffusion(6, 9, 4)
     tokens = torch.randint(0, 6, (20, 9), generator=gen(3))
-    states, selections = fam.trajectory_of(tokens, gen(4))
+    model = torch.nn.Sequential(torch.nn.Embedding(7, 6))
+    traj = fam.trajectory_of(tokens, gen(4), model=lambda x, t: model(x))
+    states, selections = traj.states, traj.selections
     assert len(states) == fam.num_steps + 1 and len(selections) == fam.num_steps
     assert (states[0] == fam.mask_id).all()
     assert torch.equal(states[-1], tokens)
@@ -104,11 +106,11 @@ def test_trajectory_of_ends_at_tokens():
         assert torch.equal(sel.sum(-1), torch.full((20,), fam.unmask_counts[step]))
         assert torch.equal(states[step + 1][sel], tokens[sel])
         assert torch.equal(states[step + 1][~sel], states[step][~sel])
-    # with a model: the same path as a Trajectory, with that model's log-probs of its steps
-    model = torch.nn.Sequential(torch.nn.Embedding(7, 6))
-    traj = fam.trajectory_of(tokens, gen(4), model=lambda x, t: model(x))
-    assert all(torch.equal(a, b) for a, b in zip(traj.states, states)) and traj.log_probs.shape == (fam.num_steps, 20)
+    # the model's log-probs of its steps
+    assert traj.log_probs.shape == (fam.num_steps, 20)
     assert torch.isfinite(traj.log_probs).all() and (traj.log_probs <= 0).all()
+    with pytest.raises(ValueError, match="model="):
+        fam.trajectory_of(tokens, gen(4))
 
 
 def test_sample_leaves_no_mask():

@@ -51,7 +51,7 @@ class SequenceDenoiser(nn.Module):
             if self.causal:
                 c = nn.functional.pad(c, (self.conv_kernel - 1, 0))
             h = h + conv(c).transpose(1, 2)
-            h = block(h, src_mask=mask, is_causal=self.causal) if self.causal else block(h)
+            h = block(h, src_mask=mask, is_causal=self.causal)
         return self.head(self.norm(h))
 
 

@@ -54,11 +54,16 @@ class MaskedDiffusion(NoiseFamily):
     def is_masked(self, state: Tensor) -> Tensor:
         return state[..., -1] > 0.5 if state.is_floating_point() else state == self.mask_id
 
+    @staticmethod
+    def _left_first(masked: Tensor) -> Tensor:
+        """Scores that rank the masked positions left to right, ahead of every unmasked one."""
+        scores = -torch.arange(masked.shape[-1], device=masked.device, dtype=torch.float).expand(masked.shape)
+        return scores.masked_fill(~masked, -float(masked.shape[-1]) - 1.0)
+
     def selection(self, state, step, generator=None):
         masked = self.is_masked(state)
         if self.order == "left_to_right":  # the leftmost masked positions first
-            scores = -torch.arange(masked.shape[-1], device=masked.device, dtype=torch.float).expand(masked.shape)
-            scores = scores.masked_fill(~masked, -float(masked.shape[-1]) - 1.0)
+            scores = self._left_first(masked)
         else:
             scores = torch.rand(masked.shape, generator=generator, device=masked.device)
             scores = scores.masked_fill(~masked, -1.0)
@@ -89,8 +94,10 @@ class MaskedDiffusion(NoiseFamily):
 
         The order of unmasking is independent of the model, so a fresh random order (the
         family's order) is a trajectory the sampler could have taken: PPO can score designs
-        reloaded from the ledger. Without ``model``: the (states, selections) alone.
+        reloaded from the ledger.
         """
+        if model is None:
+            raise ValueError("trajectory_of scores the path's steps under the sampling policy: pass model=")
         tokens = tokens.to(device) if device is not None else tokens
         state = self.prior(tokens.shape[0], device=tokens.device)
         states, selections = [state], []
@@ -99,8 +106,6 @@ class MaskedDiffusion(NoiseFamily):
             state = torch.where(sel, tokens, state)
             states.append(state)
             selections.append(sel)
-        if model is None:
-            return states, selections
         from seiko.diffusion.sampler import Trajectory, trajectory_log_probs
 
         traj = Trajectory(states, selections, torch.zeros(self.num_steps, len(tokens)))
@@ -124,8 +129,7 @@ class MaskedDiffusion(NoiseFamily):
             for left in range(int(masks[start:start + chunk].sum(-1).max()), 0, -1):
                 masked = state == self.mask_id
                 if self.causal:  # the leftmost masked position: its prefix is clean
-                    pick = -torch.arange(masked.shape[-1], device=state.device, dtype=torch.float).expand(masked.shape)
-                    pick = pick.masked_fill(~masked, -float(masked.shape[-1]) - 1.0)
+                    pick = self._left_first(masked)
                 else:
                     pick = torch.rand(masked.shape, generator=generator, device=state.device).masked_fill(~masked, -1.0)
                 update = torch.zeros_like(masked).scatter_(-1, pick.argmax(-1, keepdim=True), True) & masked
