@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import say, table_row, write_results
+from bench_common import PeakRSS, say, table_row, write_results
 
 TASKS = ["osimertinib_mpo", "zaleplon_mpo", "median1", "deco_hop", "isomers_c9h10n2o2pf2cl"]
 # a method: (strategy, extra overrides)
@@ -95,14 +95,15 @@ def aggregate(out: Path, results: Path, budget: int) -> None:
     if not rows:
         return
     lines = [f"Top-10 AUC at {budget} calls (mean ± std over seeds); 'feasible': filter-failing molecules as 0.", "",
-             "| task | method | seeds | AUC | AUC feasible | top-1 | top-10 | infeasible labels | final samples feasible | s / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| task | method | seeds | AUC | AUC feasible | top-1 | top-10 | infeasible labels | final samples feasible | s / run "
+             "| peak GB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         for method in METHODS:
             group = [r for r in rows if r["task"] == task and r["method"] == method]
             if group:
                 lines.append(table_row((task, method), group, ("auc", "auc_feasible", "top1", "top10",
-                                                             "infeasible_labels", "sample_feasibility", "seconds")))
+                                                             "infeasible_labels", "sample_feasibility", "seconds",
+                                                             "peak_rss_gb")))
     write_results(results, rows, lines)
 
 
@@ -142,7 +143,10 @@ def main(argv=None) -> int:
                     resume = ["resume=true"] if (run_dir / "ledger.sqlite").exists() else []
                     t0 = time.time()
                     try:
-                        run(compose(ov + resume), run_dir, overrides=ov)
+                        with PeakRSS() as memory:
+                            run(compose(ov + resume), run_dir, overrides=ov)
+                        bench = json.loads((run_dir / "bench.json").read_text())  # of this process's part of the run
+                        (run_dir / "bench.json").write_text(json.dumps(dict(bench, peak_rss_gb=round(memory.peak_gb, 3))))
                         r = read(run_dir, args.budget)
                         say(f"{task} {method} seed{seed}: AUC {r['auc']:.3f} (feasible {r['auc_feasible']:.3f}), "
                             f"top-1 {r['top1']:.3f}, {time.time() - t0:.0f}s")

