@@ -1,5 +1,5 @@
-"""The feedback benchmark script reports what its tables claim: the share of labels bought for
-infeasible designs, per function, read from each run's own ledger."""
+"""The benchmark scripts report what their tables claim: the share of labels bought for infeasible
+designs, per function, read from each run's own ledger; the PMO script's rounds and peak memory."""
 import importlib.util
 import json
 import time
@@ -73,13 +73,7 @@ def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_
 
 
 def test_peak_rss_sees_memory_held_only_inside_the_block():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    try:
-        from bench_common import PeakRSS
-    finally:
-        sys.path.pop(0)
+    PeakRSS = _pmo_bench().PeakRSS  # bench_common's, as pmo_benchmark measures its runs
     with PeakRSS(every=0.01) as outside:
         pass
     with PeakRSS(every=0.01) as memory:
