@@ -138,14 +138,15 @@ def main(argv=None) -> int:
                     if finished(run_dir, per_round):
                         continue
                     run_dir.mkdir(parents=True, exist_ok=True)
-                    (run_dir / "bench.json").write_text(json.dumps(dict(task=task, method=method, seed=seed)))
+                    bench = dict(task=task, method=method, seed=seed)
+                    (run_dir / "bench.json").write_text(json.dumps(bench))
                     ov = overrides(task, method, seed, per_round, args.override)
                     resume = ["resume=true"] if (run_dir / "ledger.sqlite").exists() else []
                     t0 = time.time()
                     try:
                         with PeakRSS() as memory:
                             run(compose(ov + resume), run_dir, overrides=ov)
-                        bench = json.loads((run_dir / "bench.json").read_text())  # of this process's part of the run
+                        # the peak of this process's part of the run (all of it, unless it was resumed)
                         (run_dir / "bench.json").write_text(json.dumps(dict(bench, peak_rss_gb=round(memory.peak_gb, 3))))
                         r = read(run_dir, args.budget)
                         say(f"{task} {method} seed{seed}: AUC {r['auc']:.3f} (feasible {r['auc_feasible']:.3f}), "

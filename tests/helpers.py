@@ -77,3 +77,23 @@ def two_rank_trainer(**limits):
     use_spawn_safe_sharing()
     return L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(start_method="spawn"), logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **limits)
+
+
+def experiment_script(name: str):
+    """experiments/<name>.py loaded as a module, as the tests of the benchmark scripts read them:
+    registered in sys.modules (a script's dataclasses look their module up) and run with
+    experiments/ on the path (pmo_benchmark imports bench_common beside it)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    spec = importlib.util.spec_from_file_location(name, experiments / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(experiments))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(experiments))
+    return module

@@ -1,27 +1,18 @@
 """The benchmark scripts report what their tables claim: the share of labels bought for infeasible
 designs, per function, read from each run's own ledger; the PMO script's rounds and peak memory."""
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import TINY
+from helpers import experiment_script
 from seiko.ledger import Ledger
 
 
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "experiments" / "feedback_efficiency.py"
-    spec = importlib.util.spec_from_file_location("feedback_efficiency", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_rows_carry_the_function_and_the_infeasible_share_of_the_labels(tmp_path):
-    bench = _bench()
+    bench = experiment_script("feedback_efficiency")
     spec = dict(function=0, motifs=1, method="greedy", seed=0, per_round=[16, 16], budgets=[16, 32],
                 dir=tmp_path / "m1" / "greedy" / "seed0")
     tiny = [o for o in TINY if not o.startswith(("budget.per_round", "domain.num_motifs"))]
@@ -36,7 +27,7 @@ def test_rows_carry_the_function_and_the_infeasible_share_of_the_labels(tmp_path
 
 
 def test_other_functions_are_their_own_folders_and_domain_seeds():
-    bench = _bench()
+    bench = experiment_script("feedback_efficiency")
     args = type("Args", (), dict(functions=[0, 2], motifs=[4], seeds=[1], methods=["seiko_infill"],
                                  budgets=[500, 1000], first_rounds=2, round_size=125, out="/tmp/x"))()
     runs = bench.plan(args)
@@ -46,22 +37,8 @@ def test_other_functions_are_their_own_folders_and_domain_seeds():
     assert not any(o.startswith("domain.seed") for o in bench.overrides_for(runs[0], []))
 
 
-def _pmo_bench():
-    import sys
-
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
-    sys.path.insert(0, str(experiments))  # pmo_benchmark imports bench_common beside it
-    try:
-        spec = importlib.util.spec_from_file_location("pmo_benchmark", experiments / "pmo_benchmark.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(experiments))
-    return module
-
-
 def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_asks():
-    bench = _pmo_bench()
+    bench = experiment_script("pmo_benchmark")
     assert bench.schedule("ucb", 1000, 200) == [100, 100, 200, 200, 200, 200]
     assert bench.schedule("mol_ga", 256, 200) == [120, 70, 66]
     assert bench.schedule("best_of_n", 256, 200) == [256]
@@ -73,7 +50,7 @@ def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_
 
 
 def test_peak_rss_sees_memory_held_only_inside_the_block():
-    PeakRSS = _pmo_bench().PeakRSS  # bench_common's, as pmo_benchmark measures its runs
+    PeakRSS = experiment_script("pmo_benchmark").PeakRSS  # bench_common's, as pmo_benchmark measures its runs
     with PeakRSS(every=0.01) as outside:
         pass
     with PeakRSS(every=0.01) as memory:

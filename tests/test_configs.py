@@ -145,16 +145,11 @@ def test_best_preset_is_the_benchmarked_setting():
     """`experiment=ehrlich_seiko_best` must stay the setting whose results docs/protein-benchmark.md reports:
     the config the benchmark script composes for its command ('The best setting: one setting for both
     functions'), built by the script's own ``schedule`` and ``overrides_for``."""
-    import importlib.util
-
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "feedback_efficiency.py"
-    spec = importlib.util.spec_from_file_location("feedback_efficiency", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from helpers import experiment_script
+
+    bench = experiment_script("feedback_efficiency")
     extra = ["finetune.kl_pretrained=0.003", "finetune.support_eps=0.003", "finetune.steps=15", "edits.fraction=1.0",
              "edits.restarts=0.5", "edits.per_restart=16", "edits.eps=0.0001", "edits.blocks=8", "edits.focus=4"]
     per_round = bench.schedule([500, 1000, 2000], 2, round_size=125)

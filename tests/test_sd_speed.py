@@ -4,21 +4,15 @@ loss and the same LoRA gradients as the plain diffusers + peft loop (two full fr
 as the KL references, DDIM by hand), from the same weights and the same noise."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from helpers import experiment_script
+
 
 def load_script():
-    path = Path(__file__).resolve().parents[1] / "experiments" / "sd_speed.py"
-    spec = importlib.util.spec_from_file_location("sd_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("sd_speed")
 
 
 @pytest.fixture(scope="module")
