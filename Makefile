@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 RUN_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install run test test-slow bench sweep pretrain pretrain-molecule pretrain-image bench-docking tensorboard clean
+.PHONY: install run test test-slow bench sweep pretrain pretrain-holo pretrain-molecule pretrain-image bench-docking tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,14 @@ sweep: install
 CHAIN ?= 0
 pretrain: install
 	$(PY) -m seiko.pretrain domain.seed=$(CHAIN) max_steps=20000 eval_every=1000 trainer.enable_progress_bar=false
+
+# Rebuilds src/seiko/assets/protein_s32_l256_seed0.safetensors: the chain of holo-bench's own size (32 states,
+# length 256; the motifs are the task's, not the checkpoint's). A sample costs 256 denoiser passes, so the
+# feasibility checks use 200 samples: docs/protein-benchmark.md, 'The pretrained checkpoint'.
+pretrain-holo: install
+	$(PY) -m seiko.pretrain domain.dim=256 domain.motif_length=8 domain.quantization=8 domain.num_motifs=4 \
+		pretrain.batch_size=32 max_steps=12000 eval_every=2000 eval_num=200 eval_batches=5 \
+		trainer.enable_progress_bar=false
 
 # Rebuilds src/seiko/assets/molecule_moses_selfies_l56.safetensors (MOSES as SELFIES, left to right, causal
 # denoiser; 84 min on one CPU thread; trainer=gpu on a GPU): docs/molecule-benchmark.md, 'Pretraining'.

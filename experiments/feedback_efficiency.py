@@ -1,14 +1,15 @@
 """Feedback efficiency: how much true reward each strategy reaches per oracle label.
 
 Why: SEIKO's claim is about labels, not compute. Every strategy gets the same label budgets on
-one Ehrlich protein problem (32 states, length 32, motif length 4, quantization 4, 2 or 4 motifs);
+one Ehrlich protein problem (32 states, length 32, motif length 4, quantization 4, 2 or 4 motifs; or
+holo-bench's own size with --dim 256 --motif-length 8 --quantization 8);
 we record the best label bought within each budget and the mean/max true reward and feasibility
 of fresh samples from the model as it stands at that budget.
 
 Round-based methods run once per seed, in rounds whose cumulative sums hit every budget
 (500/1000/2000 -> 250,250,500,1000), read at the round ending at each budget; best_of_n and
 non_adaptive spend their budget in one round, so they run once per budget. Runs live in
-<out>/m<motifs>[_f<function>]/<method>/seed<s>[/b<budget>]/ (seiko's ledger and summary, plus bench.json: where
+<out>/m<motifs>[_f<function>][_l<dim>]/<method>/seed<s>[/b<budget>]/ (seiko's ledger and summary, plus bench.json: where
 to read them). Finished runs are skipped and interrupted ones resumed, so the benchmark can be
 stopped and continued; --aggregate-only rebuilds the results from whatever runs exist.
 """
@@ -42,12 +43,12 @@ METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap
            "genetic", "holo_ga", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
            "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
-DOMAIN = ["domain.num_states=32", "domain.dim=32", "domain.motif_length=4", "domain.quantization=4"]
+SIZE = {"dim": 32, "motif_length": 4, "quantization": 4}  # the benchmark's; bench.json of older runs lacks them
 DEFAULT_OUT = "experiments/runs/feedback"
 DEFAULT_RESULTS = "experiments/results/feedback"
 FIELDS = ["function", "motifs", "method", "budget", "seed", "best", "infeasible_labels", "eval_reward_mean",
-          "eval_reward_max", "feasibility", "diversity", "novelty", "seconds"]
-STATS = FIELDS[7:-1]  # read from the round's history
+          "eval_reward_max", "feasibility", "diversity", "novelty", "seconds", "rounds", "dim"]
+STATS = ["eval_reward_mean", "eval_reward_max", "feasibility", "diversity", "novelty"]  # from the round's history
 START = time.time()
 
 
@@ -80,9 +81,10 @@ def plan(args) -> list[dict]:
     # seed-major: a benchmark stopped early still compares every method on its first seeds
     for function, motifs, seed, method in itertools.product(args.functions, args.motifs, args.seeds, args.methods):
         # domain.seed 0 keeps the folders of the runs made before other functions existed
-        folder = f"m{motifs}" if function == 0 else f"m{motifs}_f{function}"
+        folder = f"m{motifs}" + (f"_f{function}" if function else "") + (f"_l{args.dim}" if args.dim != SIZE["dim"] else "")
         base = Path(args.out, folder, method, f"seed{seed}")
-        key = dict(function=function, motifs=motifs, method=method, seed=seed)
+        key = dict(function=function, motifs=motifs, method=method, seed=seed, dim=args.dim,
+                   motif_length=args.motif_length, quantization=args.quantization)
         if method in SINGLE_ROUND:
             runs += [dict(key, dir=base / f"b{b}", per_round=[b], budgets=[b]) for b in budgets]
         else:
@@ -104,7 +106,10 @@ def is_finished(run_dir: Path, per_round: list[int]) -> bool:
 def overrides_for(spec: dict, extra: list[str]) -> list[str]:
     strategy, variant = VARIANTS.get(spec["method"], (spec["method"], []))
     function = [f"domain.seed={spec['function']}"] if spec.get("function", 0) else []
-    return [f"strategy={strategy}", *variant, *DOMAIN, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
+    size = {k: spec.get(k, v) for k, v in SIZE.items()}
+    domain = ["domain.num_states=32", f"domain.dim={size['dim']}", f"domain.motif_length={size['motif_length']}",
+              f"domain.quantization={size['quantization']}"]
+    return [f"strategy={strategy}", *variant, *domain, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
             f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none", *extra]
 
 
@@ -132,12 +137,13 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict], np.ndarray]:
         values = ledger.labelled_arrays()[1]  # in purchase order, as best
         history = json.loads(ledger.get_meta("history") or "[]")  # completed rounds only
     rows, seconds = [], 0.0
-    for h in history:
+    for rounds, h in enumerate(history, 1):
         seconds += h.get("seconds", float("nan"))
         if h["queries"] in bench["budgets"]:
             b, n = best[h["queries"] - 1], h["queries"]
             rows.append(dict({k: bench[k] for k in ("motifs", "method", "seed")}, function=bench.get("function", 0),
-                             budget=n, best=b if np.isfinite(b) else float("nan"), seconds=seconds,
+                             budget=n, best=b if np.isfinite(b) else float("nan"), seconds=seconds, rounds=rounds,
+                             dim=bench.get("dim", SIZE["dim"]),
                              infeasible_labels=float(np.mean(~np.isfinite(values[:n]))),  # labels bought and wasted
                              **{k: h.get(k, float("nan")) for k in STATS}))
     return bench, rows, best
@@ -151,7 +157,8 @@ def mean_std(values) -> str:
 
 def write_markdown(rows: list[dict], path: Path) -> None:
     keys = sorted({(r.get("function", 0), r["motifs"], METHODS.index(r["method"]), r["method"], r["budget"]) for r in rows})
-    lines = ["# Feedback efficiency (Ehrlich protein, 32 states, length 32)", "",
+    lengths = ", ".join(str(d) for d in sorted({r.get("dim", SIZE["dim"]) for r in rows}))
+    lines = [f"# Feedback efficiency (Ehrlich protein, 32 states, length {lengths})", "",
              "Mean ± std over seeds. *function*: the Ehrlich function's `domain.seed`. *best*: best true label "
              "bought within the budget; *infeasible labels*: share of the labels bought so far that went to "
              "infeasible designs; *eval*: true reward of fresh samples from the model at that budget (feasible "
@@ -177,8 +184,8 @@ def write_summary(rows: list[dict], path: Path) -> None:
     keys = sorted({(r["function"], r["motifs"], METHODS.index(r["method"]), r["method"]) for r in rows})
     budgets = sorted({r["budget"] for r in rows})
     lines = ["| function | motifs | method | seeds | " + " | ".join(f"best @{b}" for b in budgets) +
-             " | found 1.0 | infeasible labels | sample reward | feasible samples (lowest seed) |",
-             "|---|---|---|---|" + "---|" * len(budgets) + "---|---|---|---|"]
+             " | found 1.0 | infeasible labels | sample reward | feasible samples (lowest seed) | s / round |",
+             "|---|---|---|---|" + "---|" * len(budgets) + "---|---|---|---|---|"]
     for function, motifs, _, method in keys:
         g = [r for r in rows if (r["function"], r["motifs"], r["method"]) == (function, motifs, method)]
         last = max(r["budget"] for r in g)
@@ -194,8 +201,15 @@ def write_summary(rows: list[dict], path: Path) -> None:
         lines.append(f"| {function} | {motifs} | {method} | {len(end)} | " + " | ".join(best) +
                      f" | {found}/{len(end)} | {np.mean([r['infeasible_labels'] for r in end]):.3f} | "
                      f"{np.nanmean([r['eval_reward_mean'] for r in end]):.3f} | "
-                     f"{np.nanmean(feas):.3f} ({np.nanmin(feas):.3f}) |")
+                     f"{np.nanmean(feas):.3f} ({np.nanmin(feas):.3f}) | {per_round(end):.0f} |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def per_round(rows: list[dict]) -> float:
+    """Mean wall seconds per round (sampling, querying, fitting and fine-tuning) over the rows that
+    know their rounds; the runs' machine and its sharing set the scale."""
+    v = [float(r["seconds"]) / float(r["rounds"]) for r in rows if r.get("rounds") not in (None, "", 0)]
+    return float(np.nanmean(v)) if v else float("nan")
 
 
 def plot(curves: dict, path: Path) -> None:
@@ -285,6 +299,10 @@ def main(argv=None) -> int:
                                                                          "needs its chain's pretrained checkpoint")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
+    p.add_argument("--dim", type=int, default=SIZE["dim"], help="sequence length (holo-bench's own: 256; "
+                                                                   "needs its checkpoint, make pretrain-holo)")
+    p.add_argument("--motif-length", type=int, default=SIZE["motif_length"])
+    p.add_argument("--quantization", type=int, default=SIZE["quantization"])
     p.add_argument("--first-rounds", type=int, default=2, help="rounds the first budget is split into (default 2)")
     p.add_argument("--round-size", type=int, default=None, help="split every budget gap into rounds of at most N "
                                                                 "queries (overrides --first-rounds)")

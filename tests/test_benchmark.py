@@ -21,6 +21,8 @@ def test_rows_carry_the_function_and_the_infeasible_share_of_the_labels(tmp_path
     with Ledger(spec["dir"] / "ledger.sqlite") as ledger:
         values = ledger.labelled_arrays()[1]
     assert [r["budget"] for r in rows] == [16, 32] and all(r["function"] == 0 for r in rows)
+    assert [r["rounds"] for r in rows] == [1, 2] and rows[1]["seconds"] > rows[0]["seconds"] > 0
+    assert np.isclose(bench.per_round(rows[1:]), rows[1]["seconds"] / 2)
     for r in rows:
         assert np.isclose(r["infeasible_labels"], np.mean(~np.isfinite(values[: r["budget"]])))
     assert json.loads((spec["dir"] / "bench.json").read_text())["function"] == 0
@@ -29,12 +31,28 @@ def test_rows_carry_the_function_and_the_infeasible_share_of_the_labels(tmp_path
 def test_other_functions_are_their_own_folders_and_domain_seeds():
     bench = experiment_script("feedback_efficiency")
     args = type("Args", (), dict(functions=[0, 2], motifs=[4], seeds=[1], methods=["seiko_infill"],
-                                 budgets=[500, 1000], first_rounds=2, round_size=125, out="/tmp/x"))()
+                                 budgets=[500, 1000], first_rounds=2, round_size=125, out="/tmp/x", **bench.SIZE))()
     runs = bench.plan(args)
     assert [str(r["dir"]) for r in runs] == ["/tmp/x/m4/seiko_infill/seed1", "/tmp/x/m4_f2/seiko_infill/seed1"]
     overrides = bench.overrides_for(runs[1], [])
     assert "domain.seed=2" in overrides and "experiment=ehrlich_seiko" in overrides
     assert not any(o.startswith("domain.seed") for o in bench.overrides_for(runs[0], []))
+    assert "domain.dim=32" in overrides and "domain.motif_length=4" in overrides
+
+
+def test_holo_bench_size_runs_in_its_own_folders_with_its_domain():
+    """--dim 256 --motif-length 8 --quantization 8 (issue 15, part 4) must neither share folders with the
+    length-32 runs (a finished one would be skipped as done) nor keep the length-32 domain."""
+    bench = experiment_script("feedback_efficiency")
+    args = type("Args", (), dict(functions=[0], motifs=[4], seeds=[0], methods=["seiko_infill", "best_of_n"],
+                                 budgets=[2000, 5000], first_rounds=2, round_size=125, out="/tmp/x",
+                                 dim=256, motif_length=8, quantization=8))()
+    runs = bench.plan(args)
+    assert [str(r["dir"]) for r in runs] == ["/tmp/x/m4_l256/seiko_infill/seed0", "/tmp/x/m4_l256/best_of_n/seed0/b2000",
+                                             "/tmp/x/m4_l256/best_of_n/seed0/b5000"]
+    assert sum(runs[0]["per_round"]) == 5000 and max(runs[0]["per_round"]) == 125
+    overrides = bench.overrides_for(runs[0], [])
+    assert {"domain.dim=256", "domain.motif_length=8", "domain.quantization=8"} <= set(overrides)
 
 
 def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_asks():

@@ -151,7 +151,7 @@ def test_pretrain_on_your_own_smiles_file(tmp_path):
     smiles.write_text("smiles\n" + "\n".join(load_smiles("moses")[:300]) + "\n")
     out = tmp_path / "mine.safetensors"
     result = subprocess.run([sys.executable, "-m", "seiko.cli", "pretrain", "domain=molecule",
-                             f"domain.data={smiles}", "max_steps=3", "eval_every=0", "eval_batches=1",
+                             f"domain.data={smiles}", "max_steps=3", "eval_every=0", "eval_batches=1", "eval_num=50",
                              "domain.denoiser.d_model=32", "domain.denoiser.num_layers=1",
                              "domain.denoiser.num_heads=2", f"out={out}", f"hydra.run.dir={tmp_path / 'h'}",
                              "trainer.enable_progress_bar=false"],
@@ -159,6 +159,7 @@ def test_pretrain_on_your_own_smiles_file(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 3 and 0.0 <= report["feasibility"] <= 1.0 and out.stat().st_size > 10_000
+    assert report["num_eval"] == 50  # eval_num samples per batch
 
 
 def test_a_lab_assays_molecules_through_csv_then_the_run_resumes(tmp_path):

@@ -16,7 +16,10 @@ def _overrides(tiny, *extra):
 
 
 def test_each_round_names_its_phases_in_order_and_ends_with_a_summary(tiny, tmp_path, capsys):
-    run(compose(_overrides(tiny, "progress=true")), tmp_path)
+    summary = run(compose(_overrides(tiny, "progress=true")), tmp_path)
+    for h in summary["history"]:  # and the round's record says where its time went
+        phases = [h[f"seconds_{p}"] for p in ("sample", "query", "update", "evaluate")]
+        assert min(phases) >= 0 and h["seconds_update"] > 0 and sum(phases) <= h["seconds"] + 1e-6
     out, err = capsys.readouterr()
     lines = err.splitlines()  # captured stderr is no terminal: plain lines, no carriage returns
     assert "\r" not in err

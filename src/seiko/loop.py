@@ -89,6 +89,7 @@ class FeedbackLoop:
     def _lead_round(self, round: int) -> dict:
         """Rank 0's round; each phase is named on the display (the fits name theirs in build._fit)."""
         start = time.time()
+        phases = {}  # wall seconds of each phase: where a round's time goes (long designs, big models)
         num = self.schedule[round]
         # sample: designs become pending queries before anyone pays for them
         if self.ledger.round_stage(round) is None:
@@ -96,6 +97,7 @@ class FeedbackLoop:
             designs = self.propose(round, num)
             self.ledger.add_queries(round, designs, self.method.name)
             self.ledger.set_round_stage(round, "sampled")
+        phases["sample"], mark = time.time() - start, time.time()
         # query: only what is still pending; each batch is recorded as soon as it returns
         pending = self.screen(self.ledger.pending(round))
         if pending and getattr(self.oracle, "external", False):
@@ -110,17 +112,20 @@ class FeedbackLoop:
             query_in_batches(self.oracle, self.ledger, pending, self.oracle_batch_size,
                              report=lambda done, total: self.display.advance(done, queries=before + done))
         self.ledger.set_round_stage(round, "labelled")
+        phases["query"], mark = time.time() - mark, time.time()
         # fit the reward model on all labels so far, then fine-tune (both inside method.update)
         designs, values, rounds = self._labels()
         self.display.update(queries=len(values), best=best_label(values))
         self.method.observe(designs, values, rounds)
         update_metrics = self.method.update(round, self.domain.encode(designs), values, rounds == round)
         self.method.save(round, self.checkpoints)
+        phases["update"], mark = time.time() - mark, time.time()  # reward fit and fine-tuning
         if self.eval_samples > 0:
             self.display.phase("evaluate", self.eval_samples, "samples")
         metrics = self.evaluate(round, designs, values, rounds)
         metrics.update(update_metrics)
-        metrics["seconds"] = time.time() - start
+        phases["evaluate"] = time.time() - mark
+        metrics.update({f"seconds_{k}": v for k, v in phases.items()}, seconds=time.time() - start)
         self.history.append(metrics)
         self.ledger.set_meta("history", json.dumps(self.history))
         self.ledger.set_round_stage(round, "finetuned")

@@ -68,7 +68,7 @@ def pretrain(cfg: DictConfig) -> dict:
     if cfg.get("init"):  # continue an earlier pretraining: its weights, a fresh schedule (and data stream, by seed)
         load_weights(policy.denoiser, cfg.init)
         spec["init"] = {"path": str(cfg.init), "pretrain": read_spec(cfg.init).get("pretrain")}
-    check = FeasibilityCheck(domain, spec, cfg.out, cfg.eval_every) if cfg.eval_every else None
+    check = FeasibilityCheck(domain, spec, cfg.out, cfg.eval_every, cfg.eval_num) if cfg.eval_every else None
     callbacks = [_callback(check)] if check else []
     trainer = build_trainer(cfg.trainer, max_steps=cfg.max_steps, logger_dir=cfg.log_dir, name="pretrain",
                             callbacks=callbacks)
@@ -76,7 +76,7 @@ def pretrain(cfg: DictConfig) -> dict:
     sharding.fit(trainer, policy)
     policy.to("cpu")
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    samples = torch.cat([policy.sample(500, gen) for _ in range(cfg.eval_batches)])
+    samples = torch.cat([policy.sample(cfg.eval_num, gen) for _ in range(cfg.eval_batches)])
     report = {"feasibility": domain.is_feasible(samples).float().mean().item(),
               "loss": float(trainer.callback_metrics.get("pretrain/loss", float("nan"))),
               "steps": trainer.global_step, "seconds": round(time.time() - start, 1), "num_eval": len(samples)}
