@@ -88,6 +88,8 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("finetune.kl_previous=-1", "finetune.kl_previous"),
     ("strategy.bonus=-2", "strategy.bonus"),
     ("finetune.lr=0", "finetune.lr"),
+    ("finetune.fills=1.5", "finetune.fills"),
+    ("finetune.fill_starts=0", "finetune.fill_starts"),
     ("seed=1.5", "seed"),
     ("reward.infeasible_value=lowest", "reward.infeasible_value"),
     ("reward.infeasible_value=min-std", "reward.infeasible_value"),
@@ -133,12 +135,33 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
     assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
+    # finetune.fills and its settings count only when fills are on
+    assert config_fingerprint(compose(tiny + ["finetune.fill_starts=4"])) == config_fingerprint(plain)
+    with open_dict(old_plain):
+        for key in ("fills", "fill_starts"):
+            del old_plain.finetune[key]
+            del old_plain.finetune.module[key]
+        del old_plain.finetune.module["fill_masked"]
+        del old_plain.finetune.module["fill_span"]
+    assert config_fingerprint(plain) == config_fingerprint(old_plain)
+    assert config_fingerprint(compose(tiny + ["finetune.fills=0.5"])) != config_fingerprint(plain)
     restarts, wider = compose(tiny + ["edits.restarts=0.5"]), compose(tiny + ["edits.restarts=0.5", "edits.per_restart=4"])
     assert config_fingerprint(wider) != config_fingerprint(restarts)
     blocks = compose(tiny + ["edits.restarts=0.5", "edits.blocks=4"])
     assert config_fingerprint(blocks) != config_fingerprint(restarts)
     focus = compose(tiny + ["edits.restarts=0.5", "edits.focus=4"])
     assert config_fingerprint(focus) != config_fingerprint(restarts)
+
+
+def test_fill_rollouts_run_in_a_tiny_infilled_run_and_need_masked_diffusion(tiny, tmp_path):
+    from seiko.api import build_loop, run
+
+    summary = run(compose(tiny + ["edits.moves=infill", "edits.restarts=0.5", "edits.masked=3", "finetune.fills=0.5"]),
+                  tmp_path / "fills")
+    assert summary["queries"] == 32 and summary["status"] == "finished"
+    with pytest.raises(ConfigError, match="^finetune.fills"):
+        build_loop(compose(["domain=image", "finetune.fills=0.5", "budget.per_round=[4]", "logger=none"]),
+                   tmp_path / "image")
 
 
 def test_best_preset_is_the_benchmarked_setting():

@@ -166,3 +166,49 @@ def test_refs_and_weights(base, family):
     assert set(ft.refs) == {"pretrained"}
     ref = frozen(base)
     assert ref is not base and not ref.training and all(not p.requires_grad for p in ref.parameters())
+
+
+def test_a_fill_rollout_enters_the_chain_at_its_masks_and_keeps_the_rest(base, family):
+    """relaxed_rollout(start=...) re-draws exactly the masked positions; its KL covers only those steps."""
+    from seiko.diffusion.sampler import relaxed_rollout
+
+    tokens = torch.tensor([[1, 2, 3, 1, 2, 3], [3, 3, 2, 2, 1, 1]])
+    start = tokens.clone()
+    start[0, [1, 4]] = family.mask_id
+    start[1, [0, 5]] = family.mask_id
+    assert family.entry_step(start) == LENGTH - 2
+    shifted = copy.deepcopy(base)
+    nn.init.normal_(shifted.head.bias)  # a policy away from the reference: non-zero KL per step
+    out = relaxed_rollout(shifted, family, 2, {"pretrained": base}, torch.Generator().manual_seed(0), start=start)
+    final = family.to_tokens(out.final)
+    kept = start != family.mask_id
+    assert torch.equal(final[kept], tokens[kept]) and not (final == family.mask_id).any()
+    full = relaxed_rollout(shifted, family, 2, {"pretrained": base}, torch.Generator().manual_seed(0))
+    assert (out.kl["pretrained"] > 0).all() and (out.kl["pretrained"] < full.kl["pretrained"]).all()
+    with pytest.raises(ValueError, match="same number"):
+        family.entry_step(torch.tensor([[family.mask_id, 1, 1, 1, 1, 1], [family.mask_id, family.mask_id, 1, 1, 1, 1]]))
+
+
+def test_fill_rollouts_train_the_fills_of_the_best_labels(base, family):
+    """finetune.fills=1: every rollout re-masks one of the best labelled designs and the policy is
+    rewarded for its fill, so the fills of those designs move towards token 0 (fresh samples are
+    never drawn); fills=0 ignores the labels and trains as before."""
+    from seiko.infill import InfillMoves
+
+    designs = torch.tensor([[1, 2, 3, 1, 2, 3], [2, 2, 2, 2, 2, 2], [3, 1, 3, 1, 3, 1]])
+    labels = torch.tensor([0.5, float("nan"), 0.2])
+    ft_args = dict(steps=30, fills=1.0, fill_starts=1, fill_masked=3, fill_span=0.5, labelled=(designs, labels))
+    model, ft = backprop(base, family, **ft_args)
+    assert torch.equal(ft.starts, designs[:1])  # the best feasible one
+    moves = InfillMoves(candidates=1, masked=3)
+    before = moves.fills(base.eval(), family, designs[:1], 400, torch.Generator().manual_seed(1))
+    after = moves.fills(model.eval(), family, designs[:1], 400, torch.Generator().manual_seed(1))
+    assert (after == 0).float().mean() > (before == 0).float().mean() + 0.1
+    plain, _ = backprop(base, family)
+    same, ft0 = backprop(base, family, labelled=(designs, labels))
+    assert ft0.starts is None
+    for a, b in zip(plain.parameters(), same.parameters()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="finetune.fills"):
+        BackpropFinetuner(copy.deepcopy(base), family, base, None, fills=1.5, objective=count_zero_soft,
+                          features=lambda x: x)

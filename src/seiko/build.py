@@ -135,6 +135,9 @@ def build_method(cfg: DictConfig, domain, denoiser, family, spec, out_dir: Path)
         return GeneticMethod(DiffusionMethod(denoiser, family, spec, device=device), domain.vocab_size,
                              cfg.strategy.num_parents, cfg.strategy.mutation_rate, cfg.strategy.crossover)
     denoiser, spec = constrain_support(cfg, denoiser, family, spec)
+    if (cfg.finetune.get("fills") or 0) > 0 and not hasattr(family, "entry_step"):
+        raise ConfigError(f"finetune.fills: fills re-mask token positions, which needs categorical (masked) "
+                          f"diffusion, not {type(family).__name__}; set it to 0")
     finetune_factory = instantiate(cfg.finetune.module)
     if not domain.differentiable_features and getattr(finetune_factory.func, "differentiates_reward", False):
         raise ConfigError(f"finetune: {cfg.finetune.name} differentiates the reward in the tokens, but "
@@ -250,6 +253,10 @@ def config_fingerprint(cfg: DictConfig) -> str:
     # settings added later enter only when set away from their default, so older ledgers resume
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
+    if not keep["finetune"].get("fills"):  # fill rollouts off: their settings do nothing
+        for part in (keep["finetune"], keep["finetune"].get("module", {})):
+            for key in ("fills", "fill_starts", "fill_masked", "fill_span"):
+                part.pop(key, None)
     edits = cfg.get("edits", {})
     if (edits.get("fraction") or 0) > 0 or (edits.get("restarts") or 0) > 0:
         keep["edits"] = OmegaConf.to_container(edits, resolve=True)

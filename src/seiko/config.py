@@ -47,6 +47,8 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "finetune.lr", 0, strict=True)
     _number(cfg, "finetune.batch_size", 1)
     _number(cfg, "finetune.steps", 1)
+    _number(cfg, "finetune.fills", 0, at_most=1, why="a share of each step's rollouts")
+    _number(cfg, "finetune.fill_starts", 1)
     _number(cfg, "strategy.bonus", 0)
     for share in ("edits.fraction", "edits.restarts"):
         _number(cfg, share, 0, at_most=1, why="a share of each round's proposals")

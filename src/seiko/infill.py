@@ -25,11 +25,13 @@ from torch import Tensor, nn
 from seiko.edits import scores
 
 
-def remask(num: int, length: int, masked: int, span: float, generator: torch.Generator | None = None) -> Tensor:
-    """Bool [num, length]: ``num`` random re-maskings of 1..``masked`` positions each."""
+def remask(num: int, length: int, masked: int, span: float, generator: torch.Generator | None = None,
+           exact: bool = False) -> Tensor:
+    """Bool [num, length]: ``num`` random re-maskings of 1..``masked`` positions each (``exact``:
+    ``masked`` positions each, as a batch of fills that must enter the chain at one step needs)."""
     if not 1 <= masked <= length:
         raise ValueError(f"edits.masked must be between 1 and the design length {length}, got {masked}")
-    k = torch.randint(1, masked + 1, (num, 1), generator=generator)
+    k = torch.full((num, 1), masked) if exact else torch.randint(1, masked + 1, (num, 1), generator=generator)
     ranks = torch.rand(num, length, generator=generator).argsort(-1).argsort(-1)
     scattered = ranks < k
     start = (torch.rand(num, 1, generator=generator) * (length - k + 1)).long()

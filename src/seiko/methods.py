@@ -261,7 +261,7 @@ class SeikoMethod(FinetunedMethod):
         self.labelled = (designs, values)
         self.stalled = 0 if best_rose(values, round_mask) else self.stalled + 1
         self.objective = self.fit_objective(round, designs, values)
-        return self.finetune(round, objective=self.objective, features=self.domain.features)
+        return self.finetune(round, objective=self.objective, features=self.domain.features, labelled=(designs, values))
 
     def reload(self, designs, values, round=-1, rounds=None):
         """Edits need the last round's objective: refit it from the ledger (same seed, same labels)."""

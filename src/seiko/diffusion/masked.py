@@ -70,6 +70,21 @@ class MaskedDiffusion(NoiseFamily):
         index = scores.topk(self.unmask_counts[step], dim=-1).indices
         return torch.zeros_like(masked).scatter_(-1, index, True)
 
+    def entry_step(self, tokens: Tensor) -> int:
+        """The step of the reverse chain at which exactly the masked positions of ``tokens`` are
+        still masked (every row must mask as many): where a fill of them enters the chain."""
+        counts = (tokens == self.mask_id).sum(-1)
+        k = int(counts[0]) if len(counts) else 0
+        if len(counts) == 0 or not (counts == k).all() or k < 1:
+            raise ValueError(f"a fill needs the same number (>= 1) of masked positions in every row, got {counts.tolist()}")
+        left = 0
+        for step in range(self.num_steps - 1, -1, -1):
+            left += self.unmask_counts[step]
+            if left == k:
+                return step
+        raise ValueError(f"no step of this chain ({self.num_steps} steps over {self.length} positions) leaves "
+                         f"exactly {k} positions masked")
+
     def model_time(self, step, batch, device=None):
         # The number of masks already tells the denoiser the time; it is passed for symmetry.
         return torch.full((batch,), self.num_steps - step, dtype=torch.long, device=device)

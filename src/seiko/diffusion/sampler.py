@@ -97,18 +97,28 @@ def trajectory_log_probs(model: nn.Module, family: NoiseFamily, traj: Trajectory
 
 def relaxed_rollout(model: nn.Module, family: NoiseFamily, num: int, refs: Mapping[str, nn.Module],
                     generator: torch.Generator | None = None, grad_steps: int | None = None,
-                    tau: float = 1.0, use_checkpoint: bool = True, device=None, purpose: str = "train") -> Rollout:
+                    tau: float = 1.0, use_checkpoint: bool = True, device=None, purpose: str = "train",
+                    start: Tensor | None = None) -> Rollout:
     """A reparameterised sample whose final state carries gradients of the last ``grad_steps`` steps.
 
     Randomised truncation (AlignProp, SEIKO): earlier states are detached, so memory grows with
     ``grad_steps`` only; the KL terms of every step still get their direct gradient.
+
+    ``start`` (tokens [num, L], the same number of positions masked in every row; masked families
+    only) enters the chain where exactly those positions are still masked, as ``family.infill``
+    does: the rollout is a fill of those positions, and its KL terms cover the fill's steps alone.
     """
-    grad_steps = family.num_steps if grad_steps is None else grad_steps
+    if start is None:
+        first = 0
+        state, context = family.start(num, generator, device, purpose)
+    else:
+        first, context = family.entry_step(start), None
+        state = start.to(device) if device is not None else start
+    grad_steps = family.num_steps - first if grad_steps is None else grad_steps
     first_grad = family.num_steps - grad_steps
-    state, context = family.start(num, generator, device, purpose)
     state = family.relax(state)
-    kl = {name: torch.zeros(num, device=state.device) for name in refs}
-    for step in range(family.num_steps):
+    kl = {name: torch.zeros(len(state), device=state.device) for name in refs}
+    for step in range(first, family.num_steps):
         if step <= first_grad:  # the state entering step first_grad carries no gradient either
             state = state.detach()
         sel = family.selection(state, step, generator)

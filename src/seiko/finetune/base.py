@@ -31,8 +31,10 @@ def frozen(module: nn.Module) -> nn.Module:
 class Finetuner(L.LightningModule):
     def __init__(self, denoiser: nn.Module, family, pretrained: nn.Module, previous: nn.Module | None,
                  kl_pretrained: float = 0.01, kl_previous: float = 0.01, lr: float = 1e-4,
-                 weight_decay: float = 0.0, batch_size: int = 32, steps: int = 20, seed: int = 0):
+                 weight_decay: float = 0.0, batch_size: int = 32, steps: int = 20, seed: int = 0,
+                 labelled: tuple[Tensor, object] | None = None):
         super().__init__()
+        self.labelled = labelled  # (designs, labels) bought so far: what fills start from (backprop)
         for name, value in dict(kl_pretrained=kl_pretrained, kl_previous=kl_previous).items():
             if value < 0:
                 raise ValueError(f"finetune.{name} must be >= 0, got {value}")
