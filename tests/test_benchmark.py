@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import TINY
 from helpers import experiment_script
@@ -76,3 +77,20 @@ def test_peak_rss_sees_memory_held_only_inside_the_block():
         time.sleep(0.1)
         del block
     assert memory.peak_gb - outside.peak_gb > 0.35
+
+
+def test_fill_quality_scores_every_fill_of_every_start_with_the_true_oracle(tmp_path):
+    """fill_quality.measure: starts x per fills, the same re-maskings for any policy at one seed, and
+    shares that are shares (a start's fills cannot all improve it when it is a local optimum)."""
+    from seiko.api import build_loop, compose
+
+    fq = experiment_script("fill_quality")
+    loop = build_loop(compose(list(TINY)), tmp_path)
+    domain, family, policy = loop.domain, loop.method.family, loop.method.denoiser
+    tokens = domain.pretraining_data(3, torch.Generator().manual_seed(0))
+    labels = np.asarray(domain.default_oracle()(domain.decode(tokens)), dtype=float)
+    a = fq.measure(domain, family, policy, "p", tokens, labels, 5, 3, 0.5, seed=1, round=0)
+    b = fq.measure(domain, family, policy, "p", tokens, labels, 5, 3, 0.5, seed=1, round=0)
+    assert a == b and a["starts"] == 3 and a["fills"] == 15 and a["round"] == 0
+    assert 0.0 <= a["improved"] <= 1.0 and 0.0 <= a["feasible"] <= 1.0 and a["best_gain"] >= 0.0
+    assert np.isclose(a["start_mean"], labels.mean())
