@@ -94,3 +94,12 @@ def test_fill_quality_scores_every_fill_of_every_start_with_the_true_oracle(tmp_
     assert a == b and a["starts"] == 3 and a["fills"] == 15 and a["round"] == 0
     assert 0.0 <= a["improved"] <= 1.0 and 0.0 <= a["feasible"] <= 1.0 and a["best_gain"] >= 0.0
     assert np.isclose(a["start_mean"], labels.mean())
+
+
+def test_round_cost_reports_the_seconds_of_every_phase_of_a_round():
+    """round_cost.one_round on a tiny domain (its overrides come after the length-256 ones and win)."""
+    rc = experiment_script("round_cost")
+    tiny = [o for o in TINY if not o.startswith(("budget.per_round", "finetune.steps", "eval.num_samples"))]
+    row = rc.one_round(1.0, 16, 1, 8, tiny + ["reward.model.features.max_gap=5", "edits.masked=3"])
+    assert row["fills"] == 1.0 and all(row[p] >= 0 for p in rc.PHASES) and row["update"] > 0
+    assert row["total"] >= sum(row[p] for p in rc.PHASES) - 1e-6
