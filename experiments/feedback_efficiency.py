@@ -208,10 +208,9 @@ def write_summary(rows: list[dict], path: Path) -> None:
 
 
 def per_round(rows: list[dict]) -> float:
-    """Mean wall seconds per round (sampling, querying, fitting and fine-tuning) over the rows that
-    know their rounds; the runs' machine and its sharing set the scale."""
-    v = [float(r["seconds"]) / float(r["rounds"]) for r in rows if r.get("rounds") not in (None, "", 0)]
-    return float(np.nanmean(v)) if v else float("nan")
+    """Mean wall seconds per round (sampling, querying, fitting and fine-tuning) over ``rows``;
+    the runs' machine and its sharing set the scale."""
+    return float(np.nanmean([r["seconds"] / r["rounds"] for r in rows])) if rows else float("nan")
 
 
 def plot(curves: dict, path: Path) -> None:

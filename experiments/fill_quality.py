@@ -31,10 +31,11 @@ from seiko.ledger import Ledger
 FIELDS = ["run", "round", "policy", "starts", "fills", "start_mean", "fill_mean", "improved", "best_gain", "feasible"]
 
 
-def starts_at(ledger: Ledger, round: int, num: int) -> tuple[list[str], np.ndarray]:
-    """The ``num`` best feasible labelled designs bought up to ``round`` (distinct)."""
+def starts_at(queries: list, round: int, num: int) -> tuple[list[str], np.ndarray]:
+    """The ``num`` best feasible labelled designs bought up to ``round`` (distinct), from the
+    ledger's labelled queries."""
     best = {}
-    for q in ledger.queries(labelled=True):
+    for q in queries:
         if q.round <= round and q.value is not None and np.isfinite(q.value):
             best[q.design] = max(q.value, best.get(q.design, -np.inf))
     top = sorted(best.items(), key=lambda kv: -kv[1])[:num]
@@ -62,13 +63,14 @@ def compare(run: Path, rounds: list[int], num_starts: int, per: int, seed: int) 
     eps = float(cfg.finetune.support_eps or 0.0)
     frozen = SupportConstrained(pretrained, pretrained, eps) if eps > 0 else pretrained
     masked, span = re_masking(cfg)
+    with Ledger(run / "ledger.sqlite") as ledger:
+        queries = ledger.queries(labelled=True)
     rows = []
     for round in rounds:
         checkpoint = run / "checkpoints" / f"round_{round}.safetensors"
         if not checkpoint.is_file():
             continue
-        with Ledger(run / "ledger.sqlite") as ledger:
-            designs, labels = starts_at(ledger, round, num_starts)
+        designs, labels = starts_at(queries, round, num_starts)
         tokens = domain.encode(designs)
         for name, policy in (("fine-tuned", load_policy(checkpoint)[0]), ("pretrained", frozen)):
             rows.append(measure(domain, family, policy, name, tokens, labels, per, masked, span, seed + round,
@@ -100,26 +102,24 @@ def refit(run: Path, rounds: list[int], fills: list[float], num_starts: int, per
     from seiko.api import build_loop, compose
 
     summary = json.loads((run / "summary.json").read_text())
-    rows = []
+    masked, span = re_masking(OmegaConf.load(run / "config.yaml"))  # the fills trained are the fills measured
     with Ledger(run / "ledger.sqlite") as ledger:
-        queries = [q for q in ledger.queries(labelled=True)]
+        queries = ledger.queries(labelled=True)
+    rows = []
     for round in rounds:
         labelled = [q for q in queries if q.round <= round]
         designs = [q.design for q in labelled]
         values = np.array([np.nan if q.value is None else q.value for q in labelled], dtype=float)
         in_round = np.array([q.round == round for q in labelled])
+        start_designs, labels = starts_at(queries, round, num_starts)
         for f in fills:
             with tempfile.TemporaryDirectory() as tmp:
-                run_cfg = OmegaConf.load(run / "config.yaml")
-                masked, span = re_masking(run_cfg)  # the fills trained are the fills measured
                 cfg = compose(summary["overrides"] + [f"finetune.fills={f}", f"edits.masked={masked}", f"edits.span={span}",
                                                       *extra])
                 loop = build_loop(cfg, tmp)
                 method, domain = loop.method, loop.domain
                 method.restore(run / "checkpoints" / f"round_{round - 1}.safetensors")
                 method.update(round, domain.encode(designs), values, in_round)
-                with Ledger(run / "ledger.sqlite") as ledger:
-                    start_designs, labels = starts_at(ledger, round, num_starts)
                 name = " ".join([f"fills={f}", *extra])
                 rows.append(measure(domain, method.family, method.denoiser, name, domain.encode(start_designs),
                                     labels, per, masked, span, seed + round, run=str(run), round=round))
