@@ -36,6 +36,8 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
             "seiko_infill_frozen": ("ucb", ["experiment=ehrlich_seiko", FROZEN]),
             # half of each fine-tuning step's rollouts are fills of the best labels (finetune.fills)
             "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=0.5"]),
+            # every rollout a fill, four times the steps: the probe's setting that moved the fills
+            "seiko_infill_fills60": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=1.0", "finetune.steps=60"]),
             "seiko_best": ("ucb", ["experiment=ehrlich_seiko_best"]),
             "seiko_best_frozen": ("ucb", ["experiment=ehrlich_seiko_best", FROZEN]),
             "seiko_best_no_edits": ("ucb", ["experiment=ehrlich_seiko_best", "edits.fraction=0"]),
@@ -43,7 +45,8 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
             "seiko_best_no_support": ("ucb", ["experiment=ehrlich_seiko_best", "finetune.support_eps=0"])}
 METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ucb_sparse", "ts", "online_ppo",
            "genetic", "holo_ga", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
-           "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen", "seiko_infill_fills"]
+           "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen", "seiko_infill_fills",
+           "seiko_infill_fills60"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 SIZE = {"dim": 32, "motif_length": 4, "quantization": 4}  # the benchmark's; bench.json of older runs lacks them
 DEFAULT_OUT = "experiments/runs/feedback"
