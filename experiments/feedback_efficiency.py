@@ -30,13 +30,16 @@ import numpy as np
 # ``_frozen``: the same with the policy held at the pretrained model (lr 1e-12: no fine-tuning), which
 # shows what fine-tuning itself adds; the other ``seiko_best_no_*`` rows drop one part of the preset.
 FROZEN = "finetune.lr=1e-12"
+# ehrlich_seiko as it was before fill rollouts became its default: fresh rollouts, 15 steps a round
+# (the committed seiko_infill* rows were made with it)
+FRESH = ["finetune.fills=0.0", "finetune.steps=15"]
 VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb", ["reward=gp_pairs"]),
             "ucb_sparse": ("ucb", ["reward=sparse_pairs"]),
-            "seiko_infill": ("ucb", ["experiment=ehrlich_seiko"]),
-            "seiko_infill_frozen": ("ucb", ["experiment=ehrlich_seiko", FROZEN]),
+            "seiko_infill": ("ucb", ["experiment=ehrlich_seiko", *FRESH]),
+            "seiko_infill_frozen": ("ucb", ["experiment=ehrlich_seiko", *FRESH, FROZEN]),
             # half of each fine-tuning step's rollouts are fills of the best labels (finetune.fills)
-            "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=0.5"]),
-            # every rollout a fill, four times the steps: the probe's setting that moved the fills
+            "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", *FRESH, "finetune.fills=0.5"]),
+            # every rollout a fill, four times the steps: the preset as it is now
             "seiko_infill_fills60": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=1.0", "finetune.steps=60"]),
             "seiko_best": ("ucb", ["experiment=ehrlich_seiko_best"]),
             "seiko_best_frozen": ("ucb", ["experiment=ehrlich_seiko_best", FROZEN]),
