@@ -55,3 +55,20 @@ def test_the_molecule_checkpoint_loads_from_the_config_and_writes_molecules(tmp_
 
         build_loop(compose(["domain=molecule", "domain.representation=smiles", "domain.denoiser.vocab_size=25",
                             f"domain.pretrained={cfg.domain.pretrained}"]), tmp_path)
+
+
+def test_the_holo_bench_size_checkpoint_loads_and_samples_its_chain():
+    """Length 256 (holo-bench's size, `make pretrain-holo`): held to the feasibility its own
+    pretraining measured, on fewer samples, since a sample costs 256 denoiser passes."""
+    cfg = compose(["domain.dim=256", "domain.motif_length=8", "domain.quantization=8"])
+    assert cfg.domain.pretrained.endswith("protein_s32_l256_seed0.safetensors")
+    spec = read_spec(cfg.domain.pretrained)
+    assert {k: spec["problem"][k] for k in ("num_states", "dim", "seed")} == dict(num_states=32, dim=256, seed=0)
+    measured = spec["pretrain"]["feasibility"]
+    denoiser, family, _ = load_policy(cfg.domain.pretrained)
+    tokens = sample(denoiser.eval(), family, 64, torch.Generator().manual_seed(0))
+    assert tokens.shape == (64, 256)
+    own = ProteinDomain(num_states=32, dim=256, seed=0).is_feasible(tokens).float().mean()
+    other = ProteinDomain(num_states=32, dim=256, seed=1).is_feasible(tokens).float().mean()
+    assert own >= measured - 0.15, (own, measured)  # 64 samples: a binomial spread of about 0.06
+    assert other == 0.0, other  # 255 transitions of another chain: none survives
