@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fills", nargs="+", type=float, default=[0.0, 1.0])
     p.add_argument("--per-round", type=int, default=64)
-    p.add_argument("--finetune-steps", type=int, default=2, help="fine-tuning steps (the preset's 15 scale it)")
+    p.add_argument("--finetune-steps", type=int, default=2, help="fine-tuning steps (the preset's 60 scale it)")
     p.add_argument("--eval", type=int, default=32, help="evaluation samples")
     p.add_argument("--override", action="append", default=[], metavar="K=V")
     p.add_argument("--threads", type=int, default=1)

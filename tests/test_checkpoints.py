@@ -12,17 +12,25 @@ from seiko.domains.protein import ProteinDomain
 MOLECULE_FEASIBILITY = 0.507  # the committed molecule checkpoint's filter pass rate on 2,000 samples (molecule_pretraining.py)
 
 
+def sample_chain(overrides: list[str], dim: int, chain: int, num: int) -> tuple[dict, float, float]:
+    """The config's checkpoint for this chain: its spec, and the feasible share of ``num`` of its
+    samples under its own chain and under the next chain's."""
+    cfg = compose(overrides)
+    assert cfg.domain.pretrained.endswith(f"protein_s32_l{dim}_seed{chain}.safetensors")
+    spec = read_spec(cfg.domain.pretrained)
+    assert {k: spec["problem"][k] for k in ("num_states", "dim", "seed")} == dict(num_states=32, dim=dim, seed=chain)
+    denoiser, family, _ = load_policy(cfg.domain.pretrained)
+    tokens = sample(denoiser.eval(), family, num, torch.Generator().manual_seed(0))
+    assert tokens.shape == (num, dim)
+    own = ProteinDomain(num_states=32, dim=dim, seed=chain).is_feasible(tokens).float().mean()
+    other = ProteinDomain(num_states=32, dim=dim, seed=(chain + 1) % 3).is_feasible(tokens).float().mean()
+    return spec, float(own), float(other)
+
+
 @pytest.mark.parametrize("chain", [0, 1, 2])
 def test_each_chains_checkpoint_loads_and_samples_its_own_chain(chain):
-    cfg = compose([f"domain.seed={chain}"])
-    assert cfg.domain.pretrained.endswith(f"protein_s32_l32_seed{chain}.safetensors")
-    spec = read_spec(cfg.domain.pretrained)
-    assert {k: spec["problem"][k] for k in ("num_states", "dim", "seed")} == dict(num_states=32, dim=32, seed=chain)
+    spec, own, other = sample_chain([f"domain.seed={chain}"], 32, chain, 400)
     assert spec["pretrain"]["feasibility"] >= 0.9  # what its own pretraining measured on 500+ samples
-    denoiser, family, _ = load_policy(cfg.domain.pretrained)
-    tokens = sample(denoiser.eval(), family, 400, torch.Generator().manual_seed(0))
-    own = ProteinDomain(num_states=32, dim=32, seed=chain).is_feasible(tokens).float().mean()
-    other = ProteinDomain(num_states=32, dim=32, seed=(chain + 1) % 3).is_feasible(tokens).float().mean()
     assert own >= 0.88, own  # 400 samples: a few points below the 500-sample figure is noise
     assert other < 0.2, other  # another chain forbids other transitions: its samples break it
 
@@ -60,15 +68,7 @@ def test_the_molecule_checkpoint_loads_from_the_config_and_writes_molecules(tmp_
 def test_the_holo_bench_size_checkpoint_loads_and_samples_its_chain():
     """Length 256 (holo-bench's size, `make pretrain-holo`): held to the feasibility its own
     pretraining measured, on fewer samples, since a sample costs 256 denoiser passes."""
-    cfg = compose(["domain.dim=256", "domain.motif_length=8", "domain.quantization=8"])
-    assert cfg.domain.pretrained.endswith("protein_s32_l256_seed0.safetensors")
-    spec = read_spec(cfg.domain.pretrained)
-    assert {k: spec["problem"][k] for k in ("num_states", "dim", "seed")} == dict(num_states=32, dim=256, seed=0)
+    spec, own, other = sample_chain(["domain.dim=256", "domain.motif_length=8", "domain.quantization=8"], 256, 0, 64)
     measured = spec["pretrain"]["feasibility"]
-    denoiser, family, _ = load_policy(cfg.domain.pretrained)
-    tokens = sample(denoiser.eval(), family, 64, torch.Generator().manual_seed(0))
-    assert tokens.shape == (64, 256)
-    own = ProteinDomain(num_states=32, dim=256, seed=0).is_feasible(tokens).float().mean()
-    other = ProteinDomain(num_states=32, dim=256, seed=1).is_feasible(tokens).float().mean()
     assert own >= measured - 0.15, (own, measured)  # 64 samples: a binomial spread of about 0.06
     assert other == 0.0, other  # 255 transitions of another chain: none survives
