@@ -154,12 +154,15 @@ def test_two_ranks_average_lora_gradients_and_keep_one_adapter(sd_dir, tmp_path)
     assert max_diff(own[0], own[1]) > 1e-3 * max(float(v.abs().max()) for v in mean.values())  # the data differed
     scale = max(float(v.abs().max()) for v in mean.values())
     assert max_diff(g0, mean) <= 1e-4 * scale + 1e-7, "DDP's gradient is not the mean of the ranks' gradients"
+    # The step itself: the same optimiser on the gradient the ranks stepped with. Not on ``mean``:
+    # Adam's first step is about lr * sign(grad), so where a gradient is near zero a 1e-7 difference
+    # in summation order (it changes with the thread count) moves a weight by up to lr.
     optimizer = ref.configure_optimizers()
     for name, p in ref.denoiser.unet.named_parameters():
-        if name in mean:
-            p.grad = mean[name].clone()
+        if name in g0:
+            p.grad = g0[name].clone()
     optimizer.step()
-    assert max_diff(adapter(ref), r0["after"]) < 1e-5
+    assert max_diff(adapter(ref), r0["after"]) < 1e-6
 
 
 # ------------------------------------------------------------------ a whole run, every rank a copy of the script
