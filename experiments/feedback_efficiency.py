@@ -41,6 +41,9 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
             "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", *FRESH, "finetune.fills=0.5"]),
             # every rollout a fill, four times the steps: the preset as it is now
             "seiko_infill_fills60": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=1.0", "finetune.steps=60"]),
+            # the preset frozen at its own settings, one step: a frozen policy's proposals do not depend on the
+            # fine-tuner, and at length 256 sixty steps at lr 1e-12 would cost minutes a round for nothing
+            "seiko_infill_fills60_frozen": ("ucb", ["experiment=ehrlich_seiko", "finetune.steps=1", FROZEN]),
             "seiko_best": ("ucb", ["experiment=ehrlich_seiko_best"]),
             "seiko_best_frozen": ("ucb", ["experiment=ehrlich_seiko_best", FROZEN]),
             "seiko_best_no_edits": ("ucb", ["experiment=ehrlich_seiko_best", "edits.fraction=0"]),
@@ -49,7 +52,7 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
 METHODS = ["best_of_n", "non_adaptive", "greedy", "ucb", "bootstrap", "bootstrap_cnn", "ucb_pairs", "ucb_sparse", "ts", "online_ppo",
            "genetic", "holo_ga", "seiko_best", "seiko_best_frozen", "seiko_best_no_edits", "seiko_best_no_restarts",
            "seiko_best_no_support", "seiko_infill", "seiko_infill_frozen", "seiko_infill_fills",
-           "seiko_infill_fills60"]
+           "seiko_infill_fills60", "seiko_infill_fills60_frozen"]
 SINGLE_ROUND = {"best_of_n", "non_adaptive"}
 SIZE = {"dim": 32, "motif_length": 4, "quantization": 4}  # the benchmark's; bench.json of older runs lacks them
 DEFAULT_OUT = "experiments/runs/feedback"
@@ -117,8 +120,24 @@ def overrides_for(spec: dict, extra: list[str]) -> list[str]:
     size = {k: spec.get(k, v) for k, v in SIZE.items()}
     domain = ["domain.num_states=32", f"domain.dim={size['dim']}", f"domain.motif_length={size['motif_length']}",
               f"domain.quantization={size['quantization']}"]
-    return [f"strategy={strategy}", *variant, *domain, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
-            f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none", *extra]
+    ov = [f"strategy={strategy}", *variant, *domain, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
+          f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none"]
+    return ov + pair_reach(ov, size["dim"], spec["motifs"]) + extra
+
+
+def pair_reach(overrides: list[str], dim: int, motifs: int) -> list[str]:
+    """Pair features that reach across a motif at another length: an Ehrlich motif spans at most
+    dim / motifs positions, and the reward configs' max_gap (15) is length 32's. Empty at length 32
+    (the committed runs' overrides) and for rewards without pair features."""
+    if dim == SIZE["dim"]:
+        return []
+    from omegaconf import OmegaConf
+
+    from seiko.api import compose
+
+    if OmegaConf.select(compose(overrides), "reward.model.features.max_gap") is None:
+        return []
+    return [f"reward.model.features.max_gap={dim // motifs - 1}"]
 
 
 def run_spec(spec: dict, extra: list[str]) -> None:
