@@ -54,6 +54,13 @@ def test_holo_bench_size_runs_in_its_own_folders_with_its_domain():
     assert sum(runs[0]["per_round"]) == 5000 and max(runs[0]["per_round"]) == 125
     overrides = bench.overrides_for(runs[0], [])
     assert {"domain.dim=256", "domain.motif_length=8", "domain.quantization=8"} <= set(overrides)
+    # the pair features reach across a motif of that length (256 / 4 positions); a reward without
+    # pair features, and every length-32 run (the committed runs' overrides), get no such override
+    assert "reward.model.features.max_gap=63" in overrides
+    assert not any("max_gap" in o for o in bench.overrides_for(runs[1], []))
+    short = dict(runs[0], dim=32, motif_length=4, quantization=4)
+    assert not any("max_gap" in o for o in bench.overrides_for(short, []))
+    assert "finetune.steps=1" in bench.overrides_for(dict(runs[0], method="seiko_infill_fills60_frozen"), [])
 
 
 def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_asks():
