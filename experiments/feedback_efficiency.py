@@ -122,22 +122,7 @@ def overrides_for(spec: dict, extra: list[str]) -> list[str]:
               f"domain.quantization={size['quantization']}"]
     ov = [f"strategy={strategy}", *variant, *domain, *function, f"domain.num_motifs={spec['motifs']}", f"seed={spec['seed']}",
           f"budget.per_round=[{','.join(map(str, spec['per_round']))}]", "progress=false", "logger=none"]
-    return ov + pair_reach(ov, size["dim"], spec["motifs"]) + extra
-
-
-def pair_reach(overrides: list[str], dim: int, motifs: int) -> list[str]:
-    """Pair features that reach across a motif at another length: an Ehrlich motif spans at most
-    dim / motifs positions, and the reward configs' max_gap (15) is length 32's. Empty at length 32
-    (the committed runs' overrides) and for rewards without pair features."""
-    if dim == SIZE["dim"]:
-        return []
-    from omegaconf import OmegaConf
-
-    from seiko.api import compose
-
-    if OmegaConf.select(compose(overrides), "reward.model.features.max_gap") is None:
-        return []
-    return [f"reward.model.features.max_gap={dim // motifs - 1}"]
+    return ov + extra  # the pair rewards' reach follows domain.dim (domain.max_motif_gap)
 
 
 def run_spec(spec: dict, extra: list[str]) -> None:

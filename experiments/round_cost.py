@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-SIZE = ["domain.dim=256", "domain.motif_length=8", "domain.quantization=8", "domain.num_motifs=4",
-        "reward.model.features.max_gap=63"]
+SIZE = ["domain.dim=256", "domain.motif_length=8", "domain.quantization=8", "domain.num_motifs=4"]
 PHASES = ["sample", "query", "update", "evaluate"]
 
 

@@ -54,12 +54,6 @@ def test_holo_bench_size_runs_in_its_own_folders_with_its_domain():
     assert sum(runs[0]["per_round"]) == 5000 and max(runs[0]["per_round"]) == 125
     overrides = bench.overrides_for(runs[0], [])
     assert {"domain.dim=256", "domain.motif_length=8", "domain.quantization=8"} <= set(overrides)
-    # the pair features reach across a motif of that length (256 / 4 positions); a reward without
-    # pair features, and every length-32 run (the committed runs' overrides), get no such override
-    assert "reward.model.features.max_gap=63" in overrides
-    assert not any("max_gap" in o for o in bench.overrides_for(runs[1], []))
-    short = dict(runs[0], dim=32, motif_length=4, quantization=4)
-    assert not any("max_gap" in o for o in bench.overrides_for(short, []))
     assert "finetune.steps=1" in bench.overrides_for(dict(runs[0], method="seiko_infill_fills60_frozen"), [])
 
 
@@ -107,6 +101,6 @@ def test_round_cost_reports_the_seconds_of_every_phase_of_a_round():
     """round_cost.one_round on a tiny domain (its overrides come after the length-256 ones and win)."""
     rc = experiment_script("round_cost")
     tiny = [o for o in TINY if not o.startswith(("budget.per_round", "finetune.steps", "eval.num_samples"))]
-    row = rc.one_round(1.0, 16, 1, 8, tiny + ["reward.model.features.max_gap=5", "edits.masked=3"])
+    row = rc.one_round(1.0, 16, 1, 8, tiny + ["edits.masked=3"])
     assert row["fills"] == 1.0 and all(row[p] >= 0 for p in rc.PHASES) and row["update"] > 0
     assert row["total"] >= sum(row[p] for p in rc.PHASES) - 1e-6

@@ -34,6 +34,21 @@ def test_gaps_are_capped_at_the_length_and_bad_input_is_refused():
         PairFeatures(V, 0)
 
 
+@pytest.mark.parametrize("reward", ["gp_pairs", "sparse_pairs"])
+@pytest.mark.parametrize("size, gap", [
+    ([], 15),                                                                     # length 32, 2 motifs: 15
+    (["domain.num_motifs=4"], 15),                                                # the tuned 15, not 7
+    (["domain.dim=256", "domain.motif_length=8", "domain.num_motifs=4"], 63),     # holo-bench's size
+    (["domain.dim=256", "domain.motif_length=8", "domain.num_motifs=2"], 127),
+])
+def test_the_pair_rewards_reach_across_a_motif_at_any_length(reward, size, gap):
+    """A user's `domain.dim=256` alone must give pair features that span a motif (<= dim / num_motifs
+    positions), and every length-32 setting keeps the committed 15."""
+    from seiko.api import compose
+
+    assert compose([f"reward={reward}", *size]).reward.model.features.max_gap == gap
+
+
 def test_features_are_differentiable_on_soft_inputs():
     x = torch.full((2, L * V), 1.0 / V, requires_grad=True)
     PairFeatures(V, 4)(x).sum().backward()

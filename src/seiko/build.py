@@ -253,6 +253,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
     # settings added later enter only when set away from their default, so older ledgers resume
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
+    keep["domain"].pop("max_motif_gap", None)  # derived: the pair rewards' max_gap that reads it is kept
     if not keep["finetune"].get("fills"):  # fill rollouts off: their settings do nothing
         for part in (keep["finetune"], keep["finetune"].get("module", {})):
             for key in ("fills", "fill_starts", "fill_masked", "fill_span"):

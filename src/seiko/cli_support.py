@@ -15,8 +15,20 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 
+
+
+def motif_gap(dim: int, num_motifs: int, least: int) -> int:
+    """The longest gap between two positions of one Ehrlich motif (a motif spans at most
+    dim / num_motifs positions), but at least ``least``: the pair rewards' reach follows the
+    length, and the length-32 benchmark keeps the 15 it was tuned and committed with. A bad
+    num_motifs is left to the domain's own one-line check."""
+    return max(int(least), int(dim) // max(int(num_motifs), 1) - 1)
+
+
 if not OmegaConf.has_resolver("seiko_asset"):
     OmegaConf.register_new_resolver("seiko_asset", lambda name: str(ASSET_DIR / name))
+if not OmegaConf.has_resolver("seiko_motif_gap"):
+    OmegaConf.register_new_resolver("seiko_motif_gap", motif_gap)
 
 
 def quiet_lightning() -> None:
