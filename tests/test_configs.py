@@ -116,8 +116,8 @@ def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
 
 
 def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
-    """Ledgers written before edits.steps, edits.restarts, edits.per_restart, reward.log_floor and
-    domain.max_motif_gap existed still resume."""
+    """Ledgers written before edits.steps, edits.restarts, edits.per_restart, reward.log_floor,
+    domain.max_motif_gap and budget.propose_infeasible existed still resume."""
     from seiko.build import config_fingerprint
 
     plain, edited = compose(tiny), compose(tiny + ["edits.fraction=0.5"])
@@ -131,11 +131,13 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
             del cfg.edits["blocks"]
             del cfg.edits["focus"]
             del cfg.domain["max_motif_gap"]  # derived later; the pair rewards' max_gap it feeds is kept
+            del cfg.budget["propose_infeasible"]
     assert config_fingerprint(plain) == config_fingerprint(old_plain)
     assert config_fingerprint(edited) == config_fingerprint(old_edited)
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
     assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
+    assert config_fingerprint(compose(tiny + ["budget.propose_infeasible=false"])) != config_fingerprint(plain)
     # finetune.fills and its settings count only when fills are on
     assert config_fingerprint(compose(tiny + ["finetune.fill_starts=4"])) == config_fingerprint(plain)
     with open_dict(old_plain):

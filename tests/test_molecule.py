@@ -136,6 +136,21 @@ def test_screened_molecules_never_reach_the_oracle_and_repeats_are_free(tmp_path
     assert len(seen) == len(set(seen))
 
 
+def test_proposals_the_filters_reject_never_enter_the_ledger_nor_cost_a_label(tmp_path):
+    """budget.propose_infeasible=false: the same run with its filter failures drawn again."""
+    screened = compose(MOL_TINY + ["budget.query_infeasible=false", "strategy=greedy"])
+    run(screened, tmp_path / "a")
+    run(compose(MOL_TINY + ["budget.query_infeasible=false", "strategy=greedy", "budget.propose_infeasible=false"]),
+        tmp_path / "b")
+    with Ledger(tmp_path / "a" / "ledger.sqlite") as a, Ledger(tmp_path / "b" / "ledger.sqlite") as b:
+        before, after = a.queries(), b.queries()
+    assert sum(q.status == "infeasible" for q in before) > 0  # the tiny model does propose filter failures
+    assert len(after) == 16 and len({q.design for q in after}) == 16
+    assert all(q.status == "labelled" and passes_filters(q.design) for q in after)
+    first = [q.design for q in before if q.round == 0]  # round 0: the same draws, failures skipped
+    assert [q.design for q in after if q.round == 0][:3] == [d for d in first if passes_filters(d)][:3]
+
+
 def test_the_best_molecules_are_drawn_into_tensorboard(tmp_path):
     run(compose([o for o in MOL_TINY if o != "logger=none"] + ["strategy=greedy"]), tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -253,6 +253,8 @@ def config_fingerprint(cfg: DictConfig) -> str:
     # settings added later enter only when set away from their default, so older ledgers resume
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
+    if keep["budget"].get("propose_infeasible", True):
+        keep["budget"].pop("propose_infeasible", None)
     keep["domain"].pop("max_motif_gap", None)  # derived: the pair rewards' max_gap that reads it is kept
     if not keep["finetune"].get("fills"):  # fill rollouts off: their settings do nothing
         for part in (keep["finetune"], keep["finetune"].get("module", {})):
@@ -323,4 +325,5 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
                         eval_with_oracle=with_oracle, seed=cfg.seed, writer=writer,
                         display=progress.RoundDisplay(enabled=bool(cfg.progress)),
                         distinct=bool(cfg.domain.get("distinct_queries", False)),
-                        query_infeasible=bool(cfg.budget.get("query_infeasible", True)))
+                        query_infeasible=bool(cfg.budget.get("query_infeasible", True)),
+                        propose_infeasible=bool(cfg.budget.get("propose_infeasible", True)))

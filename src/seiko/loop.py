@@ -36,7 +36,8 @@ class FeedbackLoop:
     def __init__(self, *, domain, oracle: Callable, method: Method, ledger: Ledger, budget: list[int],
                  out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
                  eval_with_oracle: bool = True, seed: int = 0, writer=None, display: RoundDisplay | None = None,
-                 distinct: bool = False, query_infeasible: bool = True, distinct_tries: int = 20):
+                 distinct: bool = False, query_infeasible: bool = True, propose_infeasible: bool = True,
+                 distinct_tries: int = 20):
         if not budget or any(int(b) <= 0 for b in budget):
             raise ValueError(f"budget.per_round must be a non-empty list of positive ints, got {list(budget)}")
         self.domain, self.oracle, self.method, self.ledger = domain, oracle, method, ledger
@@ -46,6 +47,7 @@ class FeedbackLoop:
         self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
         self.seed, self.writer = seed, writer
         self.distinct, self.query_infeasible, self.distinct_tries = distinct, query_infeasible, distinct_tries
+        self.propose_infeasible = propose_infeasible
         self.display = display if display is not None else RoundDisplay(enabled=False)
         self.history: list[dict] = []
         self.best: list[tuple[str, float]] = []  # the best labelled designs, for the round's picture
@@ -136,22 +138,29 @@ class FeedbackLoop:
     def propose(self, round: int, num: int) -> list[str]:
         """The round's designs. With ``distinct`` (PMO's protocol: a repeat is free and never
         relabelled), a design already in the ledger or earlier in the round is dropped and more
-        are proposed, at most ``distinct_tries`` times; a model that keeps repeating itself then
-        spends less than the round's budget, with a warning, rather than looping for ever."""
+        are proposed; without ``propose_infeasible``, so is a design the domain's own check calls
+        infeasible (a molecule failing the filters): it never enters the ledger, so it costs no
+        label. At most ``distinct_tries`` proposals; a model that keeps repeating itself (or
+        proposing what it may not) then spends less than the round's budget, with a warning,
+        rather than looping for ever."""
         generator = self.generator(round, 0)
         designs = self.method.designs(round, num, generator, self.domain)
-        if not self.distinct:
+        if not self.distinct and self.propose_infeasible:
             return designs
-        seen, out = {q.design for q in self.ledger.queries()}, []
+        seen, out = {q.design for q in self.ledger.queries()} if self.distinct else set(), []
         for _ in range(self.distinct_tries):
-            for design in designs:
-                if design not in seen and len(out) < num:
-                    seen.add(design)
+            allowed = (np.ones(len(designs), dtype=bool) if self.propose_infeasible or not designs
+                       else np.asarray(self.domain.feasible_designs(designs), dtype=bool))
+            for design, ok in zip(designs, allowed):
+                if ok and design not in seen and len(out) < num:
+                    if self.distinct:
+                        seen.add(design)
                     out.append(design)
             if len(out) == num:
                 return out
             designs = self.method.designs(round, num - len(out), generator, self.domain)
-        log.warning("round %d: only %d distinct new designs of %d after %d proposals", round, len(out), num,
+        kinds = " and ".join(k for k, on in (("distinct", self.distinct), ("feasible", not self.propose_infeasible)) if on)
+        log.warning("round %d: only %d %s new designs of %d after %d proposals", round, len(out), kinds, num,
                     self.distinct_tries)
         return out
 
