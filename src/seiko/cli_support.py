@@ -16,7 +16,6 @@ CONFIG_DIR = _config_dir()
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 
 
-
 def motif_gap(dim: int, num_motifs: int, least: int) -> int:
     """The longest gap between two positions of one Ehrlich motif (a motif spans at most
     dim / num_motifs positions), but at least ``least``: the pair rewards' reach follows the
