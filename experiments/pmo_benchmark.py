@@ -82,7 +82,11 @@ def read(run_dir: Path, budget: int) -> dict:
     feasible = np.array([passes_filters(d) for d in designs], dtype=bool)
     kept = np.where(feasible, values, 0.0)
     history = summary.get("history", [])
-    return dict(bench, queries=len(values), auc=top_k_auc(values, budget), auc_feasible=top_k_auc(kept, budget),
+    # every planned round ran: a run whose proposer found no more distinct (feasible) designs buys
+    # fewer than the budget and is read as PMO reads an early stop (its curve extended flat)
+    planned = next((o.split("=", 1)[1] for o in summary.get("overrides", []) if o.startswith("budget.per_round=")), "[]")
+    complete = summary.get("status") == "finished" and summary.get("rounds") == len(json.loads(planned))
+    return dict(bench, queries=len(values), complete=complete, auc=top_k_auc(values, budget), auc_feasible=top_k_auc(kept, budget),
                 top1=float(values.max()) if len(values) else float("nan"), top10=top_k_mean(values),
                 top10_feasible=top_k_mean(kept), infeasible_labels=float(1 - feasible.mean()) if len(values) else 1.0,
                 sample_feasibility=summary.get("final", {}).get("feasibility"),
@@ -91,7 +95,7 @@ def read(run_dir: Path, budget: int) -> dict:
 
 def aggregate(out: Path, results: Path, budget: int) -> None:
     rows = [read(p.parent, budget) for p in sorted(out.glob("*/*/seed*/summary.json")) if (p.parent / "bench.json").is_file()]
-    rows = [r for r in rows if r["queries"] >= budget]  # a run stopped before its budget has no AUC at it
+    rows = [r for r in rows if r["queries"] >= budget or r["complete"]]  # one stopped part-way has no AUC at it
     if not rows:
         return
     lines = [f"Top-10 AUC at {budget} calls (mean ± std over seeds); 'feasible': filter-failing molecules as 0.", "",
