@@ -82,10 +82,11 @@ def read(run_dir: Path, budget: int) -> dict:
     feasible = np.array([passes_filters(d) for d in designs], dtype=bool)
     kept = np.where(feasible, values, 0.0)
     history = summary.get("history", [])
-    # every planned round ran: a run whose proposer found no more distinct (feasible) designs buys
-    # fewer than the budget and is read as PMO reads an early stop (its curve extended flat)
-    planned = next((o.split("=", 1)[1] for o in summary.get("overrides", []) if o.startswith("budget.per_round=")), "[]")
-    complete = summary.get("status") == "finished" and summary.get("rounds") == len(json.loads(planned))
+    # every planned round ran (the run's own resolved config says which): a run whose proposer found no
+    # more distinct (feasible) designs buys fewer than the budget and is read as PMO reads an early stop
+    from omegaconf import OmegaConf
+
+    complete = finished(run_dir, list(OmegaConf.load(run_dir / "config.yaml").budget.per_round))
     return dict(bench, queries=len(values), complete=complete, auc=top_k_auc(values, budget), auc_feasible=top_k_auc(kept, budget),
                 top1=float(values.max()) if len(values) else float("nan"), top10=top_k_mean(values),
                 top10_feasible=top_k_mean(kept), infeasible_labels=float(1 - feasible.mean()) if len(values) else 1.0,
