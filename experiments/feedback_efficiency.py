@@ -38,7 +38,7 @@ VARIANTS = {"bootstrap_cnn": ("bootstrap", ["reward=cnn"]), "ucb_pairs": ("ucb",
             "seiko_infill": ("ucb", ["experiment=ehrlich_seiko", *FRESH]),
             "seiko_infill_frozen": ("ucb", ["experiment=ehrlich_seiko", *FRESH, FROZEN]),
             # half of each fine-tuning step's rollouts are fills of the best labels (finetune.fills)
-            "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", *FRESH, "finetune.fills=0.5"]),
+            "seiko_infill_fills": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=0.5", "finetune.steps=15"]),
             # every rollout a fill, four times the steps: the preset as it is now
             "seiko_infill_fills60": ("ucb", ["experiment=ehrlich_seiko", "finetune.fills=1.0", "finetune.steps=60"]),
             # the preset frozen at its own settings, one step: a frozen policy's proposals do not depend on the

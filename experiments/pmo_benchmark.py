@@ -35,7 +35,9 @@ METHODS = {"best_of_n": ("best_of_n", []), "non_adaptive": ("non_adaptive", []),
            # the chemist's reward model: a Tanimoto GP on fingerprints, which only PPO can fine-tune on
            "ucb_tanimoto": ("ucb", ["domain.features=fingerprint", "reward=gp_tanimoto", "finetune=policy_gradient"]),
            "bootstrap": ("bootstrap", []), "ts": ("ts", []), "online_ppo": ("online_ppo", []),
-           "mol_ga": ("mol_ga", []), "mol_ga_pmo": ("mol_ga", ["budget.query_infeasible=true"])}
+           "mol_ga": ("mol_ga", []), "mol_ga_pmo": ("mol_ga", ["budget.query_infeasible=true"]),
+           # the molecule preset: SEIKO-UCB with infilled proposals, the screen and a firmer KL hold
+           "seiko": ("ucb", ["experiment=pmo_seiko"])}
 SCREEN = "budget.query_infeasible=false"
 
 
@@ -59,7 +61,9 @@ def schedule(method: str, budget: int, round_size: int, per_round: list[int] | N
 
 def overrides(task: str, method: str, seed: int, per_round: list[int], extra: list[str]) -> list[str]:
     strategy, variant = METHODS[method]
-    return ["experiment=pmo", f"oracle={task}", f"strategy={strategy}", f"seed={seed}", SCREEN, *variant,
+    experiment = [v for v in variant if v.startswith("experiment=")] or ["experiment=pmo"]  # a preset on pmo
+    variant = [v for v in variant if not v.startswith("experiment=")]
+    return [*experiment, f"oracle={task}", f"strategy={strategy}", f"seed={seed}", SCREEN, *variant,
             f"budget.per_round=[{','.join(map(str, per_round))}]", "progress=false", "logger=none", *extra]
 
 

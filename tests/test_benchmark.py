@@ -69,6 +69,30 @@ def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_
         bench.schedule("ucb", 256, 200, [64, 64])
 
 
+def test_pmo_preset_is_the_benchmarked_setting_on_the_benchmark_protocol():
+    """``seiko`` swaps experiment=pmo for its preset (one experiment override): the config is the one
+    the candidate rows of docs/molecule-benchmark.md were run with (``ucb`` plus these overrides), on
+    pmo's rounds, screen and checkpoint."""
+    from omegaconf import OmegaConf
+
+    from seiko.api import compose
+
+    bench = experiment_script("pmo_benchmark")
+    rounds = bench.schedule("ucb", 1000, 200)
+    extra = ["edits.moves=infill", "edits.fraction=1.0", "edits.restarts=0.5", "edits.per_restart=16", "edits.focus=4",
+             "edits.candidates=8", "edits.masked=8", "edits.span=0.5", "budget.propose_infeasible=false",
+             "finetune.kl_pretrained=0.1", "finetune.support_eps=0.003"]
+    command = bench.overrides("zaleplon_mpo", "seiko", 1, rounds, [])
+    assert [o for o in command if o.startswith("experiment=")] == ["experiment=pmo_seiko"]
+    preset, paper = compose(command), compose(bench.overrides("zaleplon_mpo", "ucb", 1, rounds, []))
+    assert OmegaConf.to_container(preset) == OmegaConf.to_container(
+        compose(bench.overrides("zaleplon_mpo", "ucb", 1, rounds, extra)))
+    for cfg in (paper, preset):
+        assert list(cfg.budget.per_round) == rounds and cfg.budget.query_infeasible is False
+        assert cfg.strategy.name == "ucb" and cfg.seed == 1 and cfg.domain.name == "molecule"
+    assert paper.edits.fraction == 0 and paper.budget.propose_infeasible and paper.finetune.kl_pretrained < 0.1
+
+
 def test_peak_rss_sees_memory_held_only_inside_the_block():
     PeakRSS = experiment_script("pmo_benchmark").PeakRSS  # bench_common's, as pmo_benchmark measures its runs
     with PeakRSS(every=0.01) as outside:
