@@ -71,8 +71,8 @@ def test_pmo_schedules_rounds_as_pmo_runs_graph_ga_and_as_the_docking_benchmark_
 
 def test_pmo_preset_is_the_benchmarked_setting_on_the_benchmark_protocol():
     """``seiko`` swaps experiment=pmo for its preset (one experiment override): the config is the one
-    the candidate rows of docs/molecule-benchmark.md were run with (``ucb`` plus these overrides), on
-    pmo's rounds, screen and checkpoint."""
+    the seed-0 runs in experiments/results/pmo_seiko were made with (``ucb`` plus these overrides),
+    on pmo's rounds, screen and checkpoint."""
     from omegaconf import OmegaConf
 
     from seiko.api import compose
