@@ -107,6 +107,8 @@ def test_default_config_points_at_the_committed_checkpoint():
     ("edits.focus=0.5", "edits.focus"),
     ("reward.log_floor=0", "reward.log_floor"),
     ("reward.log_floor=-1", "reward.log_floor"),
+    ("budget.sample_chunk=0", "budget.sample_chunk"),
+    ("budget.sample_chunk=2.5", "budget.sample_chunk"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
     with pytest.raises(ConfigError) as err:
@@ -117,7 +119,7 @@ def test_bad_values_fail_with_one_line_naming_the_field(override, field, tiny):
 
 def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
     """Ledgers written before edits.steps, edits.restarts, edits.per_restart, reward.log_floor,
-    domain.max_motif_gap and budget.propose_infeasible existed still resume."""
+    domain.max_motif_gap, budget.propose_infeasible and budget.sample_chunk existed still resume."""
     from seiko.build import config_fingerprint
 
     plain, edited = compose(tiny), compose(tiny + ["edits.fraction=0.5"])
@@ -132,12 +134,14 @@ def test_later_settings_at_their_defaults_leave_the_fingerprint_unchanged(tiny):
             del cfg.edits["focus"]
             del cfg.domain["max_motif_gap"]  # derived later; the pair rewards' max_gap it feeds is kept
             del cfg.budget["propose_infeasible"]
+            del cfg.budget["sample_chunk"]
     assert config_fingerprint(plain) == config_fingerprint(old_plain)
     assert config_fingerprint(edited) == config_fingerprint(old_edited)
     assert config_fingerprint(compose(tiny + ["edits.fraction=0.5", "edits.steps=3"])) != config_fingerprint(edited)
     assert config_fingerprint(compose(tiny + ["reward.log_floor=0.001"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["edits.restarts=0.5"])) != config_fingerprint(plain)
     assert config_fingerprint(compose(tiny + ["budget.propose_infeasible=false"])) != config_fingerprint(plain)
+    assert config_fingerprint(compose(tiny + ["budget.sample_chunk=8"])) != config_fingerprint(plain)
     # finetune.fills and its settings count only when fills are on
     assert config_fingerprint(compose(tiny + ["finetune.fill_starts=4"])) == config_fingerprint(plain)
     with open_dict(old_plain):

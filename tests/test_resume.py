@@ -80,3 +80,34 @@ def test_lab_oracle_exports_csv_and_resumes_after_import(tiny, tmp_path):
             assert ledger.import_labels_csv(tmp_path / "labels.csv") == 8
     summary = run(compose(overrides + ["resume=true"]), tmp_path)
     assert summary["status"] == "finished" and summary["queries"] == 16 and summary["rounds"] == 2
+
+
+def test_a_round_sampled_in_chunks_resumes_from_the_chunks_recorded(tiny, tmp_path):
+    """budget.sample_chunk: a run stopped while sampling keeps the chunks it recorded; the
+    resumed run proposes only the rest and ends with exactly the designs of an unstopped run."""
+    from seiko.api import build_loop
+
+    cfg = tiny + ["strategy=best_of_n", "budget.per_round=[10,10]", "budget.sample_chunk=4"]
+    run(compose(cfg), tmp_path / "whole")
+    loop = build_loop(compose(cfg), tmp_path / "stopped")
+    draws, designs = [], loop.method.designs
+
+    def stopped_at_the_third_chunk(round, num, generator, domain):
+        draws.append(num)
+        if len(draws) == 3:
+            raise KeyboardInterrupt
+        return designs(round, num, generator, domain)
+
+    loop.method.designs = stopped_at_the_third_chunk
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    with Ledger(tmp_path / "stopped" / "ledger.sqlite") as ledger:
+        assert len(ledger.pending(0)) == 8 and ledger.round_stage(0) is None
+    loop.ledger.close()
+
+    run(compose(cfg + ["resume=true"]), tmp_path / "stopped")
+    with Ledger(tmp_path / "whole" / "ledger.sqlite") as whole, Ledger(tmp_path / "stopped" / "ledger.sqlite") as resumed:
+        expected, got = [q.design for q in whole.queries()], [q.design for q in resumed.queries()]
+        assert len(got) == 20 and not resumed.pending() and resumed.completed_rounds() == [0]
+    assert got == expected
+    assert draws == [4, 4, 4] and got[:4] != got[4:8]  # each chunk from a stream of its own

@@ -255,6 +255,8 @@ def config_fingerprint(cfg: DictConfig) -> str:
         del keep["reward"]["log_floor"]
     if keep["budget"].get("propose_infeasible", True):
         keep["budget"].pop("propose_infeasible", None)
+    if keep["budget"].get("sample_chunk") is None:
+        keep["budget"].pop("sample_chunk", None)
     keep["domain"].pop("max_motif_gap", None)  # derived: the pair rewards' max_gap that reads it is kept
     if not keep["finetune"].get("fills"):  # fill rollouts off: their settings do nothing
         for part in (keep["finetune"], keep["finetune"].get("module", {})):
@@ -326,4 +328,5 @@ def build_loop(cfg: DictConfig, out_dir: str | Path, oracle=None) -> FeedbackLoo
                         display=progress.RoundDisplay(enabled=bool(cfg.progress)),
                         distinct=bool(cfg.domain.get("distinct_queries", False)),
                         query_infeasible=bool(cfg.budget.get("query_infeasible", True)),
-                        propose_infeasible=bool(cfg.budget.get("propose_infeasible", True)))
+                        propose_infeasible=bool(cfg.budget.get("propose_infeasible", True)),
+                        sample_chunk=cfg.budget.get("sample_chunk"))

@@ -41,6 +41,9 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
             raise ConfigError(f"budget.per_round[{i}] must be a positive int, got {b!r}")
     _number(cfg, "budget.oracle_batch_size", 1)
+    chunk = cfg.budget.get("sample_chunk")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ConfigError(f"budget.sample_chunk must be null or a positive int, got {chunk!r}")
     _number(cfg, "finetune.kl_pretrained", 0)
     _number(cfg, "finetune.kl_previous", 0)
     _number(cfg, "finetune.support_eps", 0, below=1, why="a probability floor")

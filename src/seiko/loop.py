@@ -37,7 +37,7 @@ class FeedbackLoop:
                  out_dir: str | Path, oracle_batch_size: int = 64, eval_samples: int = 256,
                  eval_with_oracle: bool = True, seed: int = 0, writer=None, display: RoundDisplay | None = None,
                  distinct: bool = False, query_infeasible: bool = True, propose_infeasible: bool = True,
-                 distinct_tries: int = 20):
+                 distinct_tries: int = 20, sample_chunk: int | None = None):
         if not budget or any(int(b) <= 0 for b in budget):
             raise ValueError(f"budget.per_round must be a non-empty list of positive ints, got {list(budget)}")
         self.domain, self.oracle, self.method, self.ledger = domain, oracle, method, ledger
@@ -47,7 +47,7 @@ class FeedbackLoop:
         self.oracle_batch_size, self.eval_samples, self.eval_with_oracle = oracle_batch_size, eval_samples, eval_with_oracle
         self.seed, self.writer = seed, writer
         self.distinct, self.query_infeasible, self.distinct_tries = distinct, query_infeasible, distinct_tries
-        self.propose_infeasible = propose_infeasible
+        self.propose_infeasible, self.sample_chunk = propose_infeasible, sample_chunk
         self.display = display if display is not None else RoundDisplay(enabled=False)
         self.history: list[dict] = []
         self.best: list[tuple[str, float]] = []  # the best labelled designs, for the round's picture
@@ -95,9 +95,7 @@ class FeedbackLoop:
         num = self.schedule[round]
         # sample: designs become pending queries before anyone pays for them
         if self.ledger.round_stage(round) is None:
-            self.display.phase("sample", num, "designs")
-            designs = self.propose(round, num)
-            self.ledger.add_queries(round, designs, self.method.name)
+            self.sample_round(round, num)
             self.ledger.set_round_stage(round, "sampled")
         phases["sample"], mark = time.time() - start, time.time()
         # query: only what is still pending; each batch is recorded as soon as it returns
@@ -135,7 +133,33 @@ class FeedbackLoop:
         self._log(round, metrics)
         return metrics
 
-    def propose(self, round: int, num: int) -> list[str]:
+    def sample_round(self, round: int, num: int) -> None:
+        """Propose the round's designs and record them as pending queries. With ``sample_chunk``
+        they are proposed and recorded a chunk at a time, chunk k from a stream of its own: a run
+        stopped while sampling a large round (best-of-N's thousands of long sequences, the
+        paper's 8,192 Stable Diffusion images) keeps the chunks it recorded, and the resumed run
+        proposes only the rest, exactly as the first run would have. Without it the round is one
+        chunk, from the round's stream, as before."""
+        self.display.phase("sample", num, "designs")
+        chunk = self.sample_chunk or num
+        done = len(self.ledger.queries(round))  # chunks already recorded (each in one transaction)
+        if done and not self.sample_chunk:
+            return  # the whole round was recorded; only its stage was not
+        while done < num:
+            generator = self.generator(round, 0) if done == 0 else self.chunk_generator(round, done // chunk)
+            designs = self.propose(round, min(chunk, num - done), generator)
+            self.ledger.add_queries(round, designs, self.method.name)
+            self.display.advance(done + len(designs))
+            if len(designs) < min(chunk, num - done):
+                break  # propose() ran out of new or feasible designs and said so: the round is short
+            done += len(designs)
+
+    def chunk_generator(self, round: int, chunk: int) -> torch.Generator:
+        """The stream of a round's chunk k >= 1 (chunk 0 is the round's own, ``generator(round, 0)``)."""
+        state = np.random.SeedSequence([self.seed, round, chunk]).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(state) & (2**63 - 1))
+
+    def propose(self, round: int, num: int, generator: torch.Generator | None = None) -> list[str]:
         """The round's designs. With ``distinct`` (PMO's protocol: a repeat is free and never
         relabelled), a design already in the ledger or earlier in the round is dropped and more
         are proposed; without ``propose_infeasible``, so is a design the domain's own check calls
@@ -143,7 +167,7 @@ class FeedbackLoop:
         label. At most ``distinct_tries`` proposals; a model that keeps repeating itself (or
         proposing what it may not) then spends less than the round's budget, with a warning,
         rather than looping for ever."""
-        generator = self.generator(round, 0)
+        generator = self.generator(round, 0) if generator is None else generator
         designs = self.method.designs(round, num, generator, self.domain)
         if not self.distinct and self.propose_infeasible:
             return designs
