@@ -39,6 +39,15 @@ def tiny_image(sd_dir, *extra):
             *extra]
 
 
+def test_images_sampled_in_chunks_each_with_its_own_file_and_seed(sd_dir, tmp_path):
+    """budget.sample_chunk on images: every chunk writes its PNGs, and no seed (so no image) repeats."""
+    run(compose(tiny_image(sd_dir, "strategy=ucb", "budget.sample_chunk=4")), tmp_path)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        records = [ImageRecord.from_text(q.design) for q in ledger.queries(labelled=True)]
+        assert len(records) == 12 and ledger.completed_rounds() == [0, 1]
+    assert all((tmp_path / r.image).is_file() for r in records)
+    assert len({r.seed for r in records}) == 12
+
 def test_two_rounds_of_seiko_ucb_on_a_tiny_stable_diffusion(sd_dir, tmp_path):
     cfg = compose(tiny_image(sd_dir, "strategy=ucb"))
     summary = run(cfg, tmp_path)
@@ -151,7 +160,7 @@ def test_the_papers_experiment_composes_with_its_settings():
     from hydra.utils import instantiate
 
     cfg = compose(["experiment=aesthetic_sd15"])
-    assert list(cfg.budget.per_round) == [1024, 2048, 4096, 8192]
+    assert list(cfg.budget.per_round) == [1024, 2048, 4096, 8192] and cfg.budget.sample_chunk == 512
     assert cfg.domain.num_steps == 50 and cfg.domain.eta == 1.0 and cfg.domain.guidance_scale == 7.5
     assert cfg.oracle._target_ == "seiko.image.aesthetic.AestheticOracle" and cfg.oracle.noise_std == 0.1
     assert cfg.reward.model.activation == "identity" and cfg.finetune.module.weight_decay == 0.1
