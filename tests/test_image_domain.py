@@ -48,6 +48,7 @@ def test_images_sampled_in_chunks_each_with_its_own_file_and_seed(sd_dir, tmp_pa
     assert all((tmp_path / r.image).is_file() for r in records)
     assert len({r.seed for r in records}) == 12
 
+
 def test_two_rounds_of_seiko_ucb_on_a_tiny_stable_diffusion(sd_dir, tmp_path):
     cfg = compose(tiny_image(sd_dir, "strategy=ucb"))
     summary = run(cfg, tmp_path)
