@@ -68,9 +68,9 @@ def reach(lr: float, steps: int, seed: int, num: int, out: Path, extra: list[str
             "kl_pretrained": float(metrics["finetune/kl_pretrained"]), "seconds": time.time() - start}
 
 
-def gradcheck(seed: int, out: Path) -> dict:
+def gradcheck(seed: int, out: Path, extra: list[str] = ()) -> dict:
     """Directional finite differences of the loss in the adapter, and gradient cosines across batches."""
-    method, domain = build(3e-4, 10, seed, out / "gradcheck")
+    method, domain = build(3e-4, 10, seed, out / "gradcheck", extra)
     ft = method.finetune_factory(method.denoiser, method.family, method.pretrained, method.previous, seed=seed,
                                  objective=InkObjective(), features=domain.to_pixels, labelled=None)
     ft.log = lambda *a, **k: None  # outside a Trainer
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     result = {"command": " ".join(["experiments/image_finetune_reach.py", *(argv or sys.argv[1:])]), "rows": []}
     if args.gradcheck:
-        result["gradcheck"] = gradcheck(args.seed, out)
+        result["gradcheck"] = gradcheck(args.seed, out, args.override)
         say(f"gradcheck: {json.dumps(result['gradcheck'])}")
     for setting in args.settings:
         lr, steps = setting.split(":")

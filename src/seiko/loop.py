@@ -146,11 +146,12 @@ class FeedbackLoop:
         if done and not self.sample_chunk:
             return  # the whole round was recorded; only its stage was not
         while done < num:
+            want = min(chunk, num - done)
             generator = self.generator(round, 0) if done == 0 else self.chunk_generator(round, done // chunk)
-            designs = self.propose(round, min(chunk, num - done), generator)
+            designs = self.propose(round, want, generator)
             self.ledger.add_queries(round, designs, self.method.name)
             self.display.advance(done + len(designs))
-            if len(designs) < min(chunk, num - done):
+            if len(designs) < want:
                 break  # propose() ran out of new or feasible designs and said so: the round is short
             done += len(designs)
 
@@ -159,7 +160,7 @@ class FeedbackLoop:
         state = np.random.SeedSequence([self.seed, round, chunk]).generate_state(1, np.uint64)[0]
         return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
-    def propose(self, round: int, num: int, generator: torch.Generator | None = None) -> list[str]:
+    def propose(self, round: int, num: int, generator: torch.Generator) -> list[str]:
         """The round's designs. With ``distinct`` (PMO's protocol: a repeat is free and never
         relabelled), a design already in the ledger or earlier in the round is dropped and more
         are proposed; without ``propose_infeasible``, so is a design the domain's own check calls
@@ -167,7 +168,6 @@ class FeedbackLoop:
         label. At most ``distinct_tries`` proposals; a model that keeps repeating itself (or
         proposing what it may not) then spends less than the round's budget, with a warning,
         rather than looping for ever."""
-        generator = self.generator(round, 0) if generator is None else generator
         designs = self.method.designs(round, num, generator, self.domain)
         if not self.distinct and self.propose_infeasible:
             return designs
