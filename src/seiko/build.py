@@ -253,10 +253,9 @@ def config_fingerprint(cfg: DictConfig) -> str:
     # settings added later enter only when set away from their default, so older ledgers resume
     if keep["reward"].get("log_floor", 0) is None:
         del keep["reward"]["log_floor"]
-    if keep["budget"].get("propose_infeasible", True):
-        keep["budget"].pop("propose_infeasible", None)
-    if keep["budget"].get("sample_chunk") is None:
-        keep["budget"].pop("sample_chunk", None)
+    for key, default in (("propose_infeasible", True), ("sample_chunk", None)):
+        if keep["budget"].get(key, default) == default:
+            keep["budget"].pop(key, None)
     keep["domain"].pop("max_motif_gap", None)  # derived: the pair rewards' max_gap that reads it is kept
     if not keep["finetune"].get("fills"):  # fill rollouts off: their settings do nothing
         for part in (keep["finetune"], keep["finetune"].get("module", {})):
